@@ -14,7 +14,8 @@ from .models import Case, CaseEvent, Hearing, Party, Status
 
 
 def case_roles_for_user(case: Case, user: User) -> set[str]:
-    """Every role the user holds in this case: applicant, respondent, expert, coordinator, admin."""
+    """Every role the user holds in this case: applicant, respondent, expert, invited_expert (an
+    expert asked to take the case, who must read it before answering), coordinator, admin."""
     if not user or not user.is_authenticated:
         return set()
     roles: set[str] = set()
@@ -22,6 +23,8 @@ def case_roles_for_user(case: Case, user: User) -> set[str]:
         roles.add(role)
     if case.expert_id and case.expert_id == user.pk:
         roles.add("expert")
+    elif case.expert_invitations.filter(state="pending", expert__user_id=user.pk).exists():
+        roles.add("invited_expert")
     if user.is_superuser:
         roles.update({"admin", "coordinator"})
     elif communities_for_coordinator(user).filter(pk=case.community_id).exists():
@@ -32,7 +35,7 @@ def case_roles_for_user(case: Case, user: User) -> set[str]:
 def case_role_for_user(case: Case, user: User) -> str | None:
     """The single role that decides what the user sees (a party first, then mediator, then staff)."""
     roles = case_roles_for_user(case, user)
-    for role in ("applicant", "respondent", "expert", "coordinator", "admin"):
+    for role in ("applicant", "respondent", "expert", "coordinator", "admin", "invited_expert"):
         if role in roles:
             return role
     return None
