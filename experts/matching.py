@@ -273,6 +273,7 @@ def score_candidate(f: Features) -> tuple[int, list[Reason]]:
 class Candidate:
     profile_id: int
     user_id: int
+    public_id: str
     public_name: str
     kind: str
     score: int
@@ -421,7 +422,7 @@ def rank_candidates(
         SELECT expert_id AS profile_id, COUNT(*) AS n FROM {t["invitation"]}
         WHERE state = 'accepted' AND responded_at >= %s GROUP BY expert_id),
     features AS (
-        SELECT p.id, p.user_id, p.public_name, p.kind, p.load_cap, p.rating_sum, p.rating_count,
+        SELECT p.id, p.user_id, p.public_id, p.public_name, p.kind, p.load_cap, p.rating_sum, p.rating_count,
             {specialty_sql} AS specialty,
             {serves_sql} AS serves,
             {free_sql} AS free,
@@ -446,7 +447,7 @@ def rank_candidates(
             AS score
         FROM features f WHERE load < load_cap
     )
-    SELECT id, user_id, public_name, kind, load_cap, rating_sum, rating_count, specialty, serves,
+    SELECT id, user_id, public_id, public_name, kind, load_cap, rating_sum, rating_count, specialty, serves,
            free, language, load, recent, score
     FROM scored ORDER BY score DESC, load ASC, recent ASC, id ASC LIMIT %s
     """
@@ -459,6 +460,7 @@ def rank_candidates(
         (
             pid,
             uid,
+            public_id,
             name,
             kind,
             cap,
@@ -488,6 +490,7 @@ def rank_candidates(
             Candidate(
                 profile_id=pid,
                 user_id=uid,
+                public_id=public_id,
                 public_name=name,
                 kind=kind,
                 score=int(score),

@@ -102,6 +102,13 @@ class ExpertProfile(TimeStamped):
         return unpack_codes(self.specialties)
 
     @property
+    def specialty_labels(self) -> list[str]:
+        from mediation_room.models import Category
+
+        labels = dict(Category.choices)
+        return [str(labels[c]) for c in self.specialty_list if c in labels]
+
+    @property
     def language_list(self) -> list[str]:
         return unpack_codes(self.languages)
 
