@@ -383,9 +383,11 @@ def rank_candidates(
 
     where = [
         "p.active",
-        "u.is_active",
         "p.user_id NOT IN (SELECT user_id FROM parties WHERE user_id IS NOT NULL)",
-        "(u.phone IS NULL OR u.phone NOT IN (SELECT phone FROM parties))",
+        # A party known only by number, and switched-off accounts: both are few, so this is a
+        # small hashed set rather than a join of every expert's account.
+        f"""p.user_id NOT IN (SELECT id FROM {t["user"]}
+             WHERE NOT is_active OR phone IN (SELECT phone FROM parties))""",
         f"""p.id NOT IN (SELECT c.profile_id FROM {t["conflict"]} c
              WHERE c.user_id IN (SELECT user_id FROM parties WHERE user_id IS NOT NULL)
                 OR c.phone IN (SELECT phone FROM parties))""",
@@ -415,25 +417,25 @@ def rank_candidates(
     open_cases AS (
         SELECT expert_id AS user_id, COUNT(*) AS n FROM {t["case"]}
         WHERE expert_id IS NOT NULL AND status IN (%s, %s, %s) GROUP BY expert_id),
-    pending AS (
-        SELECT expert_id AS profile_id, COUNT(*) AS n FROM {t["invitation"]}
-        WHERE state = 'pending' GROUP BY expert_id),
-    recent AS (
-        SELECT expert_id AS profile_id, COUNT(*) AS n FROM {t["invitation"]}
-        WHERE state = 'accepted' AND responded_at >= %s GROUP BY expert_id),
-    features AS (
-        SELECT p.id, p.user_id, p.public_id, p.public_name, p.kind, p.load_cap, p.rating_sum, p.rating_count,
+    asked AS (
+        SELECT expert_id AS profile_id,
+            SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END) AS pending,
+            SUM(CASE WHEN state = 'accepted' THEN 1 ELSE 0 END) AS recent
+        FROM {t["invitation"]}
+        WHERE state = 'pending' OR (state = 'accepted' AND responded_at >= %s)
+        GROUP BY expert_id),
+    features AS MATERIALIZED (
+        SELECT p.id, p.user_id, p.public_id, p.public_name, p.kind, p.load_cap, p.rating_sum,
+            p.rating_count,
             {specialty_sql} AS specialty,
             {serves_sql} AS serves,
             {free_sql} AS free,
             {language_sql} AS language,
-            COALESCE(oc.n, 0) + COALESCE(pe.n, 0) AS load,
-            COALESCE(r.n, 0) AS recent
+            COALESCE(oc.n, 0) + COALESCE(a.pending, 0) AS load,
+            COALESCE(a.recent, 0) AS recent
         FROM {t["profile"]} p
-        JOIN {t["user"]} u ON u.id = p.user_id
         LEFT JOIN open_cases oc ON oc.user_id = p.user_id
-        LEFT JOIN pending pe ON pe.profile_id = p.id
-        LEFT JOIN recent r ON r.profile_id = p.id
+        LEFT JOIN asked a ON a.profile_id = p.id
         WHERE {" AND ".join(where)}
     ),
     scored AS (
@@ -447,8 +449,8 @@ def rank_candidates(
             AS score
         FROM features f WHERE load < load_cap
     )
-    SELECT id, user_id, public_id, public_name, kind, load_cap, rating_sum, rating_count, specialty, serves,
-           free, language, load, recent, score
+    SELECT id, user_id, public_id, public_name, kind, load_cap, rating_sum, rating_count,
+           specialty, serves, free, language, load, recent, score
     FROM scored ORDER BY score DESC, load ASC, recent ASC, id ASC LIMIT %s
     """
     with connection.cursor() as cursor:
