@@ -266,6 +266,8 @@ STAGE_DEADLINE_DAYS = {
     "followed_up": 5,
 }
 TRACKING_PREFIX = env_str("TRACKING_PREFIX", "LP")
+# How long an invited expert has to answer before the next candidate is asked.
+EXPERT_INVITATION_TTL_MINUTES = env_int("EXPERT_INVITATION_TTL_MINUTES", 120)
 
 # --- media plane ----------------------------------------------------------------------------------------
 ICE_SERVERS = json.loads(env_str("ICE_SERVERS", "[]"))
