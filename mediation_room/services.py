@@ -236,7 +236,7 @@ def case_register(
     notify_person(
         kind="case_invitation",
         body=_(
-            "[Cloud Bench] A neighbour has asked for mediation with you (case %(number)s). "
+            "[Cloud Bench] You are invited to a mediation (case %(number)s). "
             "See the case and answer here:"
         )
         % {"number": case.tracking_number},
