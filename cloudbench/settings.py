@@ -170,7 +170,12 @@ LOGOUT_REDIRECT_URL = "frontend:home"
 
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
 ACCOUNT_LOGIN_METHODS = {"phone", "email"}
-ACCOUNT_SIGNUP_FIELDS = ["phone*"]
+# The password is optional: residents never set one (they sign in with a code), staff do (email +
+# password, then TOTP); keeping the field makes allauth's login form take a password.
+# The number is required by our signup form (accounts.forms.SignupExtraForm) rather than here, so
+# that staff accounts without a number can still sign in with email + password.
+ACCOUNT_SIGNUP_FIELDS = ["phone", "password1"]
+ACCOUNT_USER_DISPLAY = "accounts.models.user_display"
 ACCOUNT_SIGNUP_FORM_CLASS = "accounts.forms.SignupExtraForm"
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_PHONE_VERIFICATION_ENABLED = True
