@@ -3,6 +3,7 @@ import time as clock
 from datetime import time, timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone
 
@@ -81,8 +82,9 @@ def test_decline_needs_a_reason_and_tells_the_coordinator(accepted_case, coordin
     expert = make_profile()
     invitation = services.invitation_send(case=accepted_case, actor=coordinator, expert=expert)
 
-    with pytest.raises(Exception, match="why"):
+    with pytest.raises(ValidationError) as info:
         services.invitation_decline(invitation=invitation, actor=expert.user, reason="  ")
+    assert "reason" in info.value.message_dict
     services.invitation_decline(invitation=invitation, actor=expert.user, reason="出差两周")
 
     invitation.refresh_from_db()
