@@ -46,6 +46,7 @@ def recreate_database(url: str) -> None:
 def build_pool(start: int, count: int, communities, rng: random.Random) -> None:
     """`count` experts made in bulk: specialties, communities served, languages, weekly slots."""
     from accounts.models import User
+    from experts.matching import Window, week_hours
     from experts.models import AvailabilitySlot, ExpertKind, ExpertProfile, pack_codes
     from mediation_room.models import Category
 
@@ -88,6 +89,14 @@ def build_pool(start: int, count: int, communities, rng: random.Random) -> None:
                 )
             )
     AvailabilitySlot.objects.bulk_create(slots)
+    by_profile: dict[int, list] = {}
+    for slot in slots:
+        by_profile.setdefault(slot.profile_id, []).append(
+            Window(slot.weekday, slot.start_time, slot.end_time)
+        )
+    for p in profiles:
+        p.week_hours_lo, p.week_hours_hi = week_hours(by_profile.get(p.pk, []))
+    ExpertProfile.objects.bulk_update(profiles, ["week_hours_lo", "week_hours_hi"])
     # Some ratings, some open cases and recent assignments, so every factor has data to read.
     for p in rng.sample(profiles, k=len(profiles) // 2):
         n = rng.randint(1, 20)
@@ -128,7 +137,23 @@ def add_history(profiles, communities, reporter, rng: random.Random, start: int)
     )
 
 
-def measure(case, runs: int) -> tuple[float, float, int, int]:
+def backend_cpu_ms() -> float | None:
+    """CPU time used so far by this connection's PostgreSQL backend (local server only): what
+    one ranking costs the database, whatever else the machine is doing."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def measure(case, runs: int) -> tuple[float, float, int, int, float | None, float]:
     from django.db import connection, reset_queries
     from django.test.utils import CaptureQueriesContext
 
@@ -140,14 +165,23 @@ def measure(case, runs: int) -> tuple[float, float, int, int]:
         found = rank_candidates(case)
     queries = len(captured)
     times = []
+    server_before = backend_cpu_ms()
+    client_before = time.process_time()
     for _ in range(runs):
         reset_queries()
         t0 = time.perf_counter()
         rank_candidates(case)
         times.append((time.perf_counter() - t0) * 1000)
+    client_cpu = (time.process_time() - client_before) * 1000 / runs
+    server_after = backend_cpu_ms()
+    server_cpu = (
+        (server_after - server_before) / runs
+        if server_before is not None and server_after is not None
+        else None
+    )
     times.sort()
     p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
-    return statistics.median(times), p99, queries, len(found)
+    return statistics.median(times), p99, queries, len(found), server_cpu, client_cpu
 
 
 def main() -> None:
@@ -197,7 +231,11 @@ def main() -> None:
     print(
         f"rank_candidates for one case, {args.runs} runs each, PostgreSQL {connection.pg_version}"
     )
-    print(f"{'experts':>8} {'median ms':>10} {'p99 ms':>8} {'queries':>8} {'returned':>9}")
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(
+        f"{'experts':>8} {'median ms':>10} {'p99 ms':>8} {'queries':>8} {'returned':>9}"
+        f" {'db cpu ms':>10} {'py cpu ms':>10}"
+    )
     made = 0
     for size in [int(s) for s in args.sizes.split(",")]:
         build_pool(made, size - made, communities, rng)
@@ -206,8 +244,15 @@ def main() -> None:
         made = size
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
-        median, p99, queries, found = measure(case, args.runs)
-        print(f"{size:>8} {median:>10.2f} {p99:>8.2f} {queries:>8} {found:>9}")
+        median, p99, queries, found, server_cpu, client_cpu = measure(case, args.runs)
+        db_cpu = f"{server_cpu:>10.2f}" if server_cpu is not None else f"{'n/a':>10}"
+        print(
+            f"{size:>8} {median:>10.2f} {p99:>8.2f} {queries:>8} {found:>9} {db_cpu}"
+            f" {client_cpu:>10.2f}"
+        )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print("median/p99: wall-clock per ranking; db/py cpu: CPU time per ranking in the")
+    print("PostgreSQL backend and in this process (less sensitive to other load on the machine).")
 
 
 if __name__ == "__main__":

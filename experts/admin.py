@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from . import services
 from .models import (
     AvailabilityException,
     AvailabilitySlot,
@@ -35,12 +36,32 @@ class ExpertProfileAdmin(admin.ModelAdmin):
     readonly_fields = ("public_id", "rating_sum", "rating_count")
     inlines = [SlotInline, ExceptionInline, ConflictInline]
 
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        services.profile_week_hours_refresh(form.instance)
+
 
 @admin.register(AvailabilitySlot)
 class AvailabilitySlotAdmin(admin.ModelAdmin):
     list_display = ("profile", "weekday", "start_time", "end_time")
     list_filter = ("weekday",)
     raw_id_fields = ("profile",)
+
+    # Slots edited here must reach the ranking's hour bits too.
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        services.profile_week_hours_refresh(obj.profile)
+
+    def delete_model(self, request, obj) -> None:
+        profile = obj.profile
+        super().delete_model(request, obj)
+        services.profile_week_hours_refresh(profile)
+
+    def delete_queryset(self, request, queryset) -> None:
+        profiles = list({slot.profile for slot in queryset.select_related("profile")})
+        super().delete_queryset(request, queryset)
+        for profile in profiles:
+            services.profile_week_hours_refresh(profile)
 
 
 @admin.register(AvailabilityException)

@@ -50,6 +50,7 @@ ACTIVE_STATUSES = (Status.MATCHED, Status.SCHEDULED, Status.IN_SESSION)
 EXCLUDING_STATES = ("pending", "accepted", "declined", "lapsed")
 
 DEFAULT_LIMIT = 20
+INACTIVE_SLACK = 10
 
 # --- preferred times -------------------------------------------------------------------------------
 
@@ -160,6 +161,29 @@ def _clause_days_and_parts(clause: str) -> tuple[set[int], list[tuple[time, time
             rest = rest.replace(word, " ")
     parts = [span for word, span in PARTS_OF_DAY.items() if word in clause]
     return days, sorted(set(parts))
+
+
+# One bit per weekday hour from 08:00 to 22:00: Monday to Thursday in the low word, Friday to
+# Sunday in the high word (56 and 42 bits: both stay positive in a signed 64-bit column).
+HOURS_FROM, HOURS_TO = 8, 22
+_HOURS_PER_DAY = HOURS_TO - HOURS_FROM
+
+
+def week_hours(windows: Iterable[Window]) -> tuple[int, int]:
+    """The (low, high) hour bits touched by the windows. Coarse on purpose: an hour counts when
+    any minute of it is inside a window; the exact minutes are used when a hearing is set."""
+    lo = hi = 0
+    for w in windows:
+        start = w.start.hour * 60 + w.start.minute
+        end = w.end.hour * 60 + w.end.minute
+        for hour in range(HOURS_FROM, HOURS_TO):
+            if start < (hour + 1) * 60 and end > hour * 60:
+                bit = (w.weekday % 4) * _HOURS_PER_DAY + hour - HOURS_FROM
+                if w.weekday < 4:
+                    lo |= 1 << bit
+                else:
+                    hi |= 1 << bit
+    return lo, hi
 
 
 # --- scoring -------------------------------------------------------------------------------------------
@@ -361,14 +385,11 @@ def rank_candidates(
     )
     params.append(case.community_id)
     if windows:
-        clauses = " OR ".join(
-            ["(weekday = %s AND start_time < %s AND end_time > %s)"] * len(windows)
+        lo, hi = week_hours(windows)
+        free_sql = (
+            "CASE WHEN (p.week_hours_lo & %s) <> 0 OR (p.week_hours_hi & %s) <> 0 THEN 1 ELSE 0 END"
         )
-        free_sql = f"CASE WHEN p.id IN (SELECT profile_id FROM {t['slot']} WHERE {clauses}) THEN 1 ELSE 0 END"
-        for w in windows:
-            params.extend(
-                [w.weekday, ops.adapt_timefield_value(w.end), ops.adapt_timefield_value(w.start)]
-            )
+        params.extend([lo, hi])
     else:
         free_sql = "0"
     if wanted_languages:
@@ -384,10 +405,9 @@ def rank_candidates(
     where = [
         "p.active",
         "p.user_id NOT IN (SELECT user_id FROM parties WHERE user_id IS NOT NULL)",
-        # A party known only by number, and switched-off accounts: both are few, so this is a
-        # small hashed set rather than a join of every expert's account.
+        # A party known only by number: the unique index on phone finds their account.
         f"""p.user_id NOT IN (SELECT id FROM {t["user"]}
-             WHERE NOT is_active OR phone IN (SELECT phone FROM parties))""",
+             WHERE phone IN (SELECT phone FROM parties))""",
         f"""p.id NOT IN (SELECT c.profile_id FROM {t["conflict"]} c
              WHERE c.user_id IN (SELECT user_id FROM parties WHERE user_id IS NOT NULL)
                 OR c.phone IN (SELECT phone FROM parties))""",
@@ -409,7 +429,9 @@ def rank_candidates(
             return []
         where.append(f"p.id IN ({', '.join(['%s'] * len(ids))})")
         params.extend(ids)
-    params.append(int(limit))
+    # Switched-off accounts are dropped after the ranking (checking every expert's account would
+    # cost a scan of all users); a few spare rows cover them.
+    params.extend([int(limit) + INACTIVE_SLACK, int(limit)])
 
     # Table names come from model metadata and every value is a bound parameter.
     sql = f"""
@@ -424,9 +446,9 @@ def rank_candidates(
         FROM {t["invitation"]}
         WHERE state = 'pending' OR (state = 'accepted' AND responded_at >= %s)
         GROUP BY expert_id),
+    -- Narrow rows (numbers only) for the whole pool; names are fetched for the top few.
     features AS MATERIALIZED (
-        SELECT p.id, p.user_id, p.public_id, p.public_name, p.kind, p.load_cap, p.rating_sum,
-            p.rating_count,
+        SELECT p.id, p.load_cap, p.rating_sum, p.rating_count,
             {specialty_sql} AS specialty,
             {serves_sql} AS serves,
             {free_sql} AS free,
@@ -449,9 +471,12 @@ def rank_candidates(
             AS score
         FROM features f WHERE load < load_cap
     )
-    SELECT id, user_id, public_id, public_name, kind, load_cap, rating_sum, rating_count,
-           specialty, serves, free, language, load, recent, score
-    FROM scored ORDER BY score DESC, load ASC, recent ASC, id ASC LIMIT %s
+    SELECT s.id, pr.user_id, pr.public_id, pr.public_name, pr.kind, s.load_cap, s.rating_sum,
+           s.rating_count, s.specialty, s.serves, s.free, s.language, s.load, s.recent, s.score
+    FROM (SELECT * FROM scored ORDER BY score DESC, load ASC, recent ASC, id ASC LIMIT %s) s
+    JOIN {t["profile"]} pr ON pr.id = s.id
+    JOIN {t["user"]} u ON u.id = pr.user_id AND u.is_active
+    ORDER BY s.score DESC, s.load ASC, s.recent ASC, s.id ASC LIMIT %s
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -80,6 +80,11 @@ class ExpertProfile(TimeStamped):
     active = models.BooleanField(_("taking cases"), default=True)
     rating_sum = models.PositiveIntegerField(default=0)
     rating_count = models.PositiveIntegerField(default=0)
+    # The weekly slots folded into hour bits (see matching.week_hours), so that ranking asks
+    # "free when the parties are?" with one AND per expert instead of a scan of every slot.
+    # Rebuilt by the availability services whenever slots change.
+    week_hours_lo = models.BigIntegerField(default=0, editable=False)
+    week_hours_hi = models.BigIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["public_name", "pk"]

@@ -515,6 +515,14 @@ def expert_rating_record(*, expert: User, stars: int) -> None:
 # --- availability and conflicts ---------------------------------------------------------------------
 
 
+def profile_week_hours_refresh(profile: ExpertProfile) -> None:
+    """Fold the profile's weekly slots into its hour bits (the ranking reads only those)."""
+    lo, hi = matching.week_hours(
+        matching.Window(s.weekday, s.start_time, s.end_time) for s in profile.slots.all()
+    )
+    ExpertProfile.objects.filter(pk=profile.pk).update(week_hours_lo=lo, week_hours_hi=hi)
+
+
 @transaction.atomic
 def availability_slot_add(
     *, actor: User, weekday: int, start_time: time, end_time: time
@@ -531,9 +539,11 @@ def availability_slot_add(
         weekday=weekday, start_time__lt=end_time, end_time__gt=start_time
     ).exists():
         raise ValidationError({"start_time": _("This overlaps a slot you already have.")})
-    return AvailabilitySlot.objects.create(
+    slot = AvailabilitySlot.objects.create(
         profile=profile, weekday=weekday, start_time=start_time, end_time=end_time
     )
+    profile_week_hours_refresh(profile)
+    return slot
 
 
 @transaction.atomic
@@ -542,6 +552,7 @@ def availability_slot_remove(*, actor: User, slot_id: int) -> None:
     deleted, _rows = AvailabilitySlot.objects.filter(pk=slot_id, profile=profile).delete()
     if not deleted:
         raise NotPermitted(_("No such slot of yours."))
+    profile_week_hours_refresh(profile)
 
 
 @transaction.atomic

@@ -8,6 +8,7 @@ import factory
 
 from accounts.models import Role
 from experts.models import AvailabilitySlot, ExpertKind, ExpertProfile, pack_codes
+from experts.services import profile_week_hours_refresh
 from tests.factories import UserFactory
 
 
@@ -47,4 +48,6 @@ def make_profile(
         AvailabilitySlot.objects.create(
             profile=profile, weekday=weekday, start_time=start, end_time=end
         )
+    profile_week_hours_refresh(profile)
+    profile.refresh_from_db()
     return profile

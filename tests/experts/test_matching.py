@@ -7,7 +7,12 @@ from accounts.models import Membership
 from experts import matching
 from experts.matching import Window, parse_preferred_times, rank_candidates
 from experts.models import DeclaredConflict, Invitation, pack_codes
-from experts.services import InvitationError, exclusion_reason, invitation_send
+from experts.services import (
+    InvitationError,
+    exclusion_reason,
+    invitation_send,
+    profile_week_hours_refresh,
+)
 from mediation_room.models import Case
 from tests.experts.factories import make_profile
 from tests.factories import CommunityFactory, UserFactory, advance, make_case
@@ -65,6 +70,7 @@ def _give(factor: str, profile, case: Case) -> None:
         profile.communities.add(case.community)
     elif factor == "free":
         profile.slots.create(weekday=5, start_time=time(9), end_time=time(11))
+        profile_week_hours_refresh(profile)
     elif factor == "language":
         profile.languages = pack_codes(["普通话", "杭州话"])
         profile.save(update_fields=["languages"])
@@ -243,3 +249,34 @@ def test_home_community_matters_only_in_neighbour_disputes(accepted_case):
     profile = make_profile(home_community=accepted_case.community)
     assert _ids(rank_candidates(accepted_case)) == [profile.pk]
     assert exclusion_reason(accepted_case, profile) is None
+
+
+def test_week_hours_fold_windows_into_hour_bits():
+    monday_evening = matching.week_hours([Window(0, time(18, 30), time(20, 0))])
+    assert monday_evening == ((1 << 10) | (1 << 11), 0)  # 18:00 and 19:00 on Monday
+    sunday_morning = matching.week_hours([Window(6, time(8), time(9))])
+    assert sunday_morning == (0, 1 << (2 * 14))
+    lo, hi = matching.week_hours(parse_preferred_times("随时").windows)
+    assert lo == (1 << 56) - 1 and hi == (1 << 42) - 1
+
+
+def test_slot_changes_reach_the_ranking(accepted_case):
+    from experts import services
+
+    case = _case(accepted_case, preferred_times="周三晚上")
+    idle, keen = make_profile(), make_profile()
+    slot = services.availability_slot_add(
+        actor=keen.user, weekday=2, start_time=time(19), end_time=time(21)
+    )
+    assert _ids(rank_candidates(case)) == [keen.pk, idle.pk]
+    services.availability_slot_remove(actor=keen.user, slot_id=slot.pk)
+    assert _ids(rank_candidates(case)) == [idle.pk, keen.pk]
+
+
+def test_switched_off_accounts_are_never_proposed(accepted_case):
+    gone = make_profile(specialties=[accepted_case.category])
+    stays = make_profile()
+    gone.user.is_active = False
+    gone.user.save(update_fields=["is_active"])
+    assert _ids(rank_candidates(accepted_case)) == [stays.pk]
+    assert exclusion_reason(accepted_case, gone)
