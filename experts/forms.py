@@ -33,7 +33,7 @@ class DeclineForm(forms.Form):
 
 class SlotForm(forms.Form):
     weekday = forms.TypedChoiceField(
-        label=_("Day"), coerce=int, choices=AvailabilitySlot.Weekday.choices
+        label=_("Day of the week"), coerce=int, choices=AvailabilitySlot.Weekday.choices
     )
     start_time = forms.TimeField(
         label=_("From"), widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M")
