@@ -20,5 +20,7 @@ urlpatterns = [
     path("board/deliveries/", views.deliveries, name="deliveries"),
     path("notifications/", views.notifications, name="notifications"),
     path("notifications/<int:pk>/read/", views.notification_read, name="notification_read"),
+    path("me/community/", views.my_community, name="my_community"),
+    path("board/residents/", views.memberships_pending, name="memberships_pending"),
     path("dev/sms/", views.sms_outbox, name="sms_outbox"),
 ]
