@@ -11,6 +11,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from accounts.models import Membership, Notification, SmsOutboxMessage
@@ -147,32 +148,6 @@ def case_consent(request: HttpRequest, tracking_number: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def case_withdraw(request: HttpRequest, tracking_number: str) -> HttpResponse:
-    form = NoteForm(request.POST)
-    note = form.cleaned_data["note"] if form.is_valid() else ""
-
-    def act(case: Case) -> str:
-        services.case_withdraw(case=case, actor=request.user, reason=note)
-        return _("The case is withdrawn.")
-
-    return _case_action(request, tracking_number, act)
-
-
-@login_required
-@require_POST
-def case_accept(request: HttpRequest, tracking_number: str) -> HttpResponse:
-    form = NoteForm(request.POST)
-    note = form.cleaned_data["note"] if form.is_valid() else ""
-
-    def act(case: Case) -> str:
-        services.case_accept(case=case, actor=request.user, note=note)
-        return _("The case is accepted.")
-
-    return _case_action(request, tracking_number, act)
-
-
-@login_required
-@require_POST
 def case_decline(request: HttpRequest, tracking_number: str) -> HttpResponse:
     form = DeclineForm(request.POST)
 
@@ -185,28 +160,40 @@ def case_decline(request: HttpRequest, tracking_number: str) -> HttpResponse:
     return _case_action(request, tracking_number, act)
 
 
+# Moves a page makes with an optional note: the service, and what the user is told after it.
+NOTE_ACTIONS: dict[str, tuple[Callable[..., Case], str]] = {
+    "withdraw": (
+        lambda case, user, note: services.case_withdraw(case=case, actor=user, reason=note),
+        gettext_lazy("The case is withdrawn."),
+    ),
+    "accept": (
+        lambda case, user, note: services.case_accept(case=case, actor=user, note=note),
+        gettext_lazy("The case is accepted."),
+    ),
+    "follow-up": (
+        lambda case, user, note: services.case_follow_up(case=case, actor=user, note=note),
+        gettext_lazy("The follow-up visit is recorded."),
+    ),
+    "close": (
+        lambda case, user, note: services.case_close(case=case, actor=user, note=note),
+        gettext_lazy("The case is closed."),
+    ),
+}
+
+
 @login_required
 @require_POST
-def case_follow_up(request: HttpRequest, tracking_number: str) -> HttpResponse:
+def case_note_action(request: HttpRequest, tracking_number: str, action: str) -> HttpResponse:
+    if action not in NOTE_ACTIONS:
+        raise Http404
+    run, done = NOTE_ACTIONS[action]
     form = NoteForm(request.POST)
-    note = form.cleaned_data["note"] if form.is_valid() else ""
 
     def act(case: Case) -> str:
-        services.case_follow_up(case=case, actor=request.user, note=note)
-        return _("The follow-up visit is recorded.")
-
-    return _case_action(request, tracking_number, act)
-
-
-@login_required
-@require_POST
-def case_close(request: HttpRequest, tracking_number: str) -> HttpResponse:
-    form = NoteForm(request.POST)
-    note = form.cleaned_data["note"] if form.is_valid() else ""
-
-    def act(case: Case) -> str:
-        services.case_close(case=case, actor=request.user, note=note)
-        return _("The case is closed.")
+        if not form.is_valid():
+            raise CaseError(" ".join(form.errors.get("note", [])) or _("Check the note."))
+        run(case, request.user, form.cleaned_data["note"])
+        return str(done)
 
     return _case_action(request, tracking_number, act)
 
