@@ -98,3 +98,21 @@ class BoardFilterForm(PlainForm):
     status = forms.CharField(required=False, max_length=20)
     category = forms.CharField(required=False, max_length=20)
     community = forms.IntegerField(required=False, min_value=1)
+
+
+class MembershipForm(PlainForm):
+    community = forms.ModelChoiceField(
+        label=_("Your community"),
+        queryset=Community.objects.select_related("street").order_by("street__name", "name"),
+        empty_label=_("Choose your community"),
+    )
+    household = forms.CharField(
+        label=_("Building, unit and room"),
+        max_length=60,
+        help_text=_("For example 3-2-501. The community office checks it before you can vote."),
+    )
+
+
+class MembershipDecisionForm(PlainForm):
+    membership = forms.IntegerField(min_value=1)
+    decision = forms.ChoiceField(choices=[("approve", "approve"), ("reject", "reject")])

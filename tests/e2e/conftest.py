@@ -55,8 +55,9 @@ class LiveServer:
     def __init__(self, extra_env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # The server runs with Django's async-safety guard on, as in production.
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"},
             "DATABASE_URL": _database_url(),
             "DJANGO_DEBUG": "0",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
