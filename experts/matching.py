@@ -377,6 +377,32 @@ def rank_candidates(
     # recent assignments through the pool
     params.append(ops.adapt_datetimefield_value(now - timedelta(days=RECENT_DAYS)))
 
+    # Everyone ruled out, as one small set of profile ids found through indexes: a party (by
+    # account or by number), a declared conflict, an earlier invitation to this case, and in a
+    # neighbour dispute whoever lives in a party's community. One lookup per expert then.
+    excluded = [
+        f"SELECT id FROM {t['profile']} WHERE user_id IN"
+        " (SELECT user_id FROM parties WHERE user_id IS NOT NULL)",
+        f"""SELECT e.id FROM {t["profile"]} e JOIN {t["user"]} u ON u.id = e.user_id
+            WHERE u.phone IN (SELECT phone FROM parties)""",
+        f"""SELECT profile_id FROM {t["conflict"]}
+            WHERE user_id IN (SELECT user_id FROM parties WHERE user_id IS NOT NULL)
+               OR phone IN (SELECT phone FROM parties)""",
+        f"SELECT expert_id FROM {t['invitation']} WHERE case_id = %s"
+        f" AND state IN ({', '.join(['%s'] * len(EXCLUDING_STATES))})",
+    ]
+    params.append(case.pk)
+    params.extend(EXCLUDING_STATES)
+    if case.category == Category.NEIGHBOURS:
+        # Two parts, so each can use the index on home_community_id.
+        excluded.append(f"SELECT id FROM {t['profile']} WHERE home_community_id = %s")
+        params.append(case.community_id)
+        excluded.append(
+            f"""SELECT id FROM {t["profile"]}
+                WHERE home_community_id IN (SELECT community_id FROM {t["membership"]}
+                    WHERE user_id IN (SELECT user_id FROM parties WHERE user_id IS NOT NULL))"""
+        )
+
     specialty_sql = "CASE WHEN p.specialties LIKE %s THEN 1 ELSE 0 END"
     params.append(f"%,{case.category},%")
     serves_sql = (
@@ -402,27 +428,7 @@ def rank_candidates(
     else:
         language_sql = "0"
 
-    where = [
-        "p.active",
-        "p.user_id NOT IN (SELECT user_id FROM parties WHERE user_id IS NOT NULL)",
-        # A party known only by number: the unique index on phone finds their account.
-        f"""p.user_id NOT IN (SELECT id FROM {t["user"]}
-             WHERE phone IN (SELECT phone FROM parties))""",
-        f"""p.id NOT IN (SELECT c.profile_id FROM {t["conflict"]} c
-             WHERE c.user_id IN (SELECT user_id FROM parties WHERE user_id IS NOT NULL)
-                OR c.phone IN (SELECT phone FROM parties))""",
-        f"p.id NOT IN (SELECT expert_id FROM {t['invitation']} WHERE case_id = %s"
-        f" AND state IN ({', '.join(['%s'] * len(EXCLUDING_STATES))}))",
-    ]
-    params.append(case.pk)
-    params.extend(EXCLUDING_STATES)
-    if case.category == Category.NEIGHBOURS:
-        where.append(
-            f"""(p.home_community_id IS NULL OR (p.home_community_id <> %s
-                 AND p.home_community_id NOT IN (SELECT community_id FROM {t["membership"]}
-                     WHERE user_id IN (SELECT user_id FROM parties WHERE user_id IS NOT NULL))))"""
-        )
-        params.append(case.community_id)
+    where = ["p.active", "p.id NOT IN (SELECT id FROM excluded)"]
     if only_profile_ids is not None:
         ids = [int(i) for i in only_profile_ids]
         if not ids:
@@ -446,8 +452,9 @@ def rank_candidates(
         FROM {t["invitation"]}
         WHERE state = 'pending' OR (state = 'accepted' AND responded_at >= %s)
         GROUP BY expert_id),
+    excluded AS ({" UNION ".join(excluded)}),
     -- Narrow rows (numbers only) for the whole pool; names are fetched for the top few.
-    features AS MATERIALIZED (
+    features AS (
         SELECT p.id, p.load_cap, p.rating_sum, p.rating_count,
             {specialty_sql} AS specialty,
             {serves_sql} AS serves,
