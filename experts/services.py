@@ -7,7 +7,7 @@ and the lapse task go out only after commit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -291,7 +291,7 @@ def invitation_accept(*, invitation: Invitation, actor: User) -> Acceptance:
 
 
 def _schedule_first_hearing(
-    *, case: Case, profile: ExpertProfile, now
+    *, case: Case, profile: ExpertProfile, now: datetime
 ) -> tuple[Hearing | None, str]:
     tz = ZoneInfo(settings.TIME_ZONE)
     horizon = 14

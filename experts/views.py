@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -265,7 +266,7 @@ def candidates(request: HttpRequest, tracking_number: str) -> HttpResponse:
 def invite(request: HttpRequest, tracking_number: str) -> HttpResponse:
     case = _coordinator_case(request, tracking_number)
     choice = request.POST.get("expert", "")
-    target = redirect("experts:candidates", tracking_number=case.tracking_number).url
+    target = reverse("experts:candidates", args=[case.tracking_number])
 
     def act() -> str:
         expert = None
@@ -289,7 +290,7 @@ def invitation_cancel(request: HttpRequest, tracking_number: str, pk: int) -> Ht
     invitation = case.expert_invitations.filter(pk=pk).first()
     if invitation is None:
         raise Http404
-    target = redirect("experts:candidates", tracking_number=case.tracking_number).url
+    target = reverse("experts:candidates", args=[case.tracking_number])
 
     def act() -> str:
         services.invitation_cancel(
