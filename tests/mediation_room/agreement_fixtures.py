@@ -96,18 +96,27 @@ class Setup:
         return agreement
 
     def sign(self, agreement: Agreement, user, capture=None, **kwargs):
+        """Ask for a code and sign with it; with `capture`, after-commit work (SMS delivery,
+        the PDF once the last signature is in) runs as it would outside a test transaction."""
         code = send_code(agreement, user, capture)
         agreement.refresh_from_db()
-        return services.agreement_sign(
-            agreement=agreement,
-            actor=user,
-            version_number=agreement.final_version.number,
-            code=code,
-            signature_data_url=kwargs.get("signature", signature_png()),
-            typed_name=kwargs.get("typed_name", ""),
-            ip="203.0.113.7",
-            user_agent="pytest",
-        )
+
+        def call():
+            return services.agreement_sign(
+                agreement=agreement,
+                actor=user,
+                version_number=agreement.final_version.number,
+                code=code,
+                signature_data_url=kwargs.get("signature", signature_png()),
+                typed_name=kwargs.get("typed_name", ""),
+                ip="203.0.113.7",
+                user_agent="pytest",
+            )
+
+        if capture is None:
+            return call()
+        with capture(execute=True):
+            return call()
 
     def locked(self, capture=None, **kwargs) -> Agreement:
         agreement = self.submitted(**kwargs)

@@ -80,8 +80,7 @@ def test_parties_comment_on_a_term_and_strangers_cannot(setup):
 def test_every_signature_locks_the_agreement_and_agrees_the_case(setup, django_capture_on_commit_callbacks):
     agreement = setup.submitted()
     for user in setup.signers:
-        with django_capture_on_commit_callbacks(execute=True):
-            setup.sign(agreement, user, django_capture_on_commit_callbacks)
+        setup.sign(agreement, user, django_capture_on_commit_callbacks)
     agreement.refresh_from_db()
     setup.case.refresh_from_db()
     assert agreement.state == Agreement.State.LOCKED
