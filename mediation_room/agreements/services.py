@@ -589,6 +589,32 @@ def agreement_pdf_render(*, agreement_id: int) -> str:
     return "rendered"
 
 
+def judicial_bundle_export(*, agreement: Agreement, actor: User) -> bytes:
+    """A coordinator of the case exports the judicial-confirmation bundle of a locked agreement
+    (ZIP bytes). Renders the PDF first if the task has not yet done so."""
+    from .bundle import build_zip
+
+    agreement = Agreement.objects.select_related("case", "final_version").get(pk=agreement.pk)
+    if "coordinator" not in case_roles_for_user(agreement.case, actor):
+        raise NotPermitted(_("Only the case's coordinators can export this bundle."))
+    if not agreement.is_locked:
+        raise CaseError(_("Only a signed agreement can be sent for confirmation."), code="not_locked")
+    if not agreement.pdf:
+        agreement_pdf_render(agreement_id=agreement.pk)
+        agreement.refresh_from_db()
+    with agreement.pdf.open("rb") as f:
+        pdf_bytes = f.read()
+    data = build_zip(agreement, pdf_bytes)
+    with transaction.atomic():
+        case_services.case_event_record(
+            case=agreement.case,
+            actor=actor,
+            kind="judicial_bundle_exported",
+            data={"agreement": agreement.code},
+        )
+    return data
+
+
 # --- follow-up (履行与回访) ---------------------------------------------------------------------------
 
 
@@ -747,13 +773,8 @@ def _resolve(follow_up: FollowUp, state: str, *, actor: User | None) -> None:
     open_supervision(case, reason)
 
 
-def follow_up_party_role(case: Case, actor: User) -> str | None:
-    party = case.parties.filter(user=actor).first()
-    return party.role if party else None
-
-
 __all__ = [
-    "PartyRole",
+    "judicial_bundle_export",
     "agreement_comment",
     "agreement_pdf_render",
     "agreement_refuse",
