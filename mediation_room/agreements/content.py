@@ -24,7 +24,11 @@ from ..models import Case, Category, PartyRole
 
 TITLE = "人民调解协议书"
 
-ROLE_LABELS = {PartyRole.APPLICANT: "申请人", PartyRole.RESPONDENT: "被申请人", "expert": "人民调解员"}
+ROLE_LABELS = {
+    PartyRole.APPLICANT: "申请人",
+    PartyRole.RESPONDENT: "被申请人",
+    "expert": "人民调解员",
+}
 
 # The standard statement of effect, as commonly printed on 人民调解协议书 (人民调解法 第二十九条、
 # 第三十一条、第三十三条).
@@ -225,7 +229,7 @@ def party_name(content: dict, role: str) -> str:
 
 
 def term_sentence(content: dict, term: dict) -> str:
-    """"被申请人李四于2026年12月31日前向申请人支付拖欠的劳动报酬，金额人民币¥12,000.00元。" """
+    """ "被申请人李四于2026年12月31日前向申请人支付拖欠的劳动报酬，金额人民币¥12,000.00元。" """
     who = f"{ROLE_LABELS.get(term['obligor'], '')}{party_name(content, term['obligor'])}"
     when = ""
     if term.get("due_date"):

@@ -54,9 +54,7 @@ class SignForm(forms.Form):
         widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "one-time-code"}),
     )
     signature = forms.CharField(widget=forms.HiddenInput, required=False, max_length=300_000)
-    typed_name = forms.CharField(
-        label=_("Or type your full name"), max_length=40, required=False
-    )
+    typed_name = forms.CharField(label=_("Or type your full name"), max_length=40, required=False)
 
 
 class RefuseForm(forms.Form):

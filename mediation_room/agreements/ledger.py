@@ -81,7 +81,9 @@ class ChainProblem:
 
 def verify_one(agreement: Agreement) -> bool:
     """Whether this locked agreement's rows still hash to the hash it was chained with."""
-    return agreement.is_locked and bool(agreement.hash) and compute_hash(agreement) == agreement.hash
+    return (
+        agreement.is_locked and bool(agreement.hash) and compute_hash(agreement) == agreement.hash
+    )
 
 
 def verify_chain() -> tuple[int, ChainProblem | None]:

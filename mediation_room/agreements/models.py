@@ -136,9 +136,7 @@ class Agreement(TimeStamped):
             # overwrite the locked row either.
             if (
                 not writes_only_mutable
-                and type(self)
-                ._base_manager.filter(pk=self.pk, locked_at__isnull=False)
-                .exists()
+                and type(self)._base_manager.filter(pk=self.pk, locked_at__isnull=False).exists()
             ):
                 raise AgreementLocked(f"agreement {self.pk} is locked")
         super().save(*args, **kwargs)
@@ -199,7 +197,9 @@ class AgreementSignature(_AppendOnly):
     version = models.ForeignKey(AgreementVersion, on_delete=models.PROTECT, related_name="+")
     signer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     role = models.CharField(max_length=12)  # applicant | respondent | expert
-    party = models.ForeignKey(Party, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    party = models.ForeignKey(
+        Party, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     name = models.CharField(max_length=40)
     method = models.CharField(max_length=6, choices=Method.choices)
     typed_name = models.CharField(max_length=40, blank=True)

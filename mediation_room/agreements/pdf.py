@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from functools import cache
+from xml.sax.saxutils import escape
 
 import qrcode
 from django.conf import settings
@@ -19,7 +20,6 @@ from reportlab.lib.utils import ImageReader
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
-from xml.sax.saxutils import escape
 
 from . import content as doc
 from .models import Agreement

@@ -30,7 +30,9 @@ def current_agreement(case: Case) -> Agreement | None:
     )
 
 
-def access_agreement_for_user(user: User, tracking_number: str) -> tuple[Case, str, Agreement | None]:
+def access_agreement_for_user(
+    user: User, tracking_number: str
+) -> tuple[Case, str, Agreement | None]:
     """The case, the user's role and the current agreement, or 404 for anyone outside the case."""
     case, role = access_case_for_user(user, tracking_number)
     if role not in READER_ROLES:
@@ -145,9 +147,11 @@ def follow_ups(agreement: Agreement):
 def follow_up_for_party(user: User, tracking_number: str, pk: int) -> tuple[FollowUp, Any]:
     case, role = access_case_for_user(user, tracking_number)
     party = case.parties.filter(user=user).first()
-    follow_up = FollowUp.objects.filter(pk=pk, agreement__case=case).select_related(
-        "agreement__case"
-    ).first()
+    follow_up = (
+        FollowUp.objects.filter(pk=pk, agreement__case=case)
+        .select_related("agreement__case")
+        .first()
+    )
     if follow_up is None or party is None:
         raise Http404
     return follow_up, party

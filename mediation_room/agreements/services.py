@@ -31,7 +31,7 @@ from accounts.services import notification_send, notify_person
 
 from .. import services as case_services
 from ..errors import CaseError, NotPermitted, TransitionNotAllowed
-from ..models import Case, Party, PartyRole, Status
+from ..models import Case, Party, Status
 from ..selectors import case_roles_for_user, open_hearing
 from ..supervision_hooks import coordinators_for_case, open_supervision
 from . import content as doc
@@ -86,8 +86,10 @@ def latest_version(agreement: Agreement) -> AgreementVersion:
 
 
 def _lock_agreement(agreement: Agreement) -> Agreement:
-    return Agreement.objects.select_for_update(of=("self",)).select_related("case", "final_version").get(
-        pk=agreement.pk
+    return (
+        Agreement.objects.select_for_update(of=("self",))
+        .select_related("case", "final_version")
+        .get(pk=agreement.pk)
     )
 
 
@@ -598,7 +600,9 @@ def judicial_bundle_export(*, agreement: Agreement, actor: User) -> bytes:
     if "coordinator" not in case_roles_for_user(agreement.case, actor):
         raise NotPermitted(_("Only the case's coordinators can export this bundle."))
     if not agreement.is_locked:
-        raise CaseError(_("Only a signed agreement can be sent for confirmation."), code="not_locked")
+        raise CaseError(
+            _("Only a signed agreement can be sent for confirmation."), code="not_locked"
+        )
     if not agreement.pdf:
         agreement_pdf_render(agreement_id=agreement.pk)
         agreement.refresh_from_db()
@@ -685,7 +689,9 @@ def _ask_parties(follow_up: FollowUp) -> None:
     for party in case.parties.select_related("user"):
         notify_person(
             kind="follow_up_ask",
-            body=_("[Cloud Bench] Case %(number)s: was this term of the agreement fulfilled? %(term)s")
+            body=_(
+                "[Cloud Bench] Case %(number)s: was this term of the agreement fulfilled? %(term)s"
+            )
             % {"number": case.tracking_number, "term": follow_up.term_text[:120]},
             dedupe_key=f"follow-up-ask:{follow_up.pk}:{party.pk}",
             user=party.user,
@@ -709,7 +715,9 @@ def follow_up_answer(
     unfulfilled (the coordinator is alerted and supervision opened); "yes" from every party marks
     it fulfilled; when every term is fulfilled the case is followed up and closed."""
     follow_up = (
-        FollowUp.objects.select_for_update(of=("self",)).select_related("agreement__case").get(pk=follow_up.pk)
+        FollowUp.objects.select_for_update(of=("self",))
+        .select_related("agreement__case")
+        .get(pk=follow_up.pk)
     )
     case = follow_up.agreement.case
     party = case.parties.filter(user=actor).first() if actor.is_authenticated else None

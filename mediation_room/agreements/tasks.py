@@ -9,8 +9,13 @@ from celery import shared_task
 from . import services
 
 
-@shared_task(name="mediation_room.agreements.tasks.agreement_render_pdf", acks_late=True,
-             autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+@shared_task(
+    name="mediation_room.agreements.tasks.agreement_render_pdf",
+    acks_late=True,
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    max_retries=5,
+)
 def agreement_render_pdf(agreement_id: int) -> str:
     return services.agreement_pdf_render(agreement_id=agreement_id)
 

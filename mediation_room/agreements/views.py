@@ -56,9 +56,7 @@ def agreement_page(request: HttpRequest, tracking_number: str) -> HttpResponse:
                 "general_comments": [c for c in comments if not c["term"]],
                 "versions": agreement.versions.order_by("-number").only("number", "created_at"),
                 "signatures": status,
-                "i_signed": any(
-                    s["user_id"] == request.user.pk and s["signed_at"] for s in status
-                ),
+                "i_signed": any(s["user_id"] == request.user.pk and s["signed_at"] for s in status),
                 "i_sign": any(s["user_id"] == request.user.pk for s in status),
                 "comment_form": CommentForm(),
                 "follow_ups": selectors.follow_ups(agreement)
@@ -144,9 +142,7 @@ def agreement_edit(request: HttpRequest, tracking_number: str) -> HttpResponse:
             except CaseError as exc:
                 form.add_error(None, exc.message)
             else:
-                messages.success(
-                    request, _("Saved as version %(n)d.") % {"n": version.number}
-                )
+                messages.success(request, _("Saved as version %(n)d.") % {"n": version.number})
                 if "submit" in request.POST:
                     return agreement_submit(request, tracking_number)
                 return redirect("mediation_room:agreement_edit", tracking_number=tracking_number)
@@ -234,13 +230,17 @@ def agreement_sign(request: HttpRequest, tracking_number: str) -> HttpResponse:
     """Signing: ask for an SMS code, then sign with a drawn signature or the typed name."""
     case, _role, agreement = selectors.access_agreement_for_user(request.user, tracking_number)
     agreement = _need(agreement)
-    form = SignForm(initial={"version": agreement.final_version.number if agreement.final_version else 0})
+    form = SignForm(
+        initial={"version": agreement.final_version.number if agreement.final_version else 0}
+    )
     status = 200
     if request.method == "POST":
         try:
             if request.POST.get("action") == "code":
                 services.signing_code_send(agreement=agreement, actor=request.user)
-                messages.success(request, _("A code was sent to your phone. It is valid for 5 minutes."))
+                messages.success(
+                    request, _("A code was sent to your phone. It is valid for 5 minutes.")
+                )
                 return redirect("mediation_room:agreement_sign", tracking_number=tracking_number)
             form = SignForm(request.POST)
             if form.is_valid():
@@ -283,7 +283,9 @@ def agreement_refuse(request: HttpRequest, tracking_number: str) -> HttpResponse
         messages.error(request, _("Say why you do not sign and where the dispute goes next."))
         return redirect("mediation_room:agreement_sign", tracking_number=tracking_number)
     try:
-        services.agreement_refuse(agreement=_need(agreement), actor=request.user, **form.cleaned_data)
+        services.agreement_refuse(
+            agreement=_need(agreement), actor=request.user, **form.cleaned_data
+        )
     except CaseError as exc:
         messages.error(request, exc.message)
     else:
@@ -371,4 +373,3 @@ def verify(request: HttpRequest, code: str = "") -> HttpResponse:
     context = {"form": form, "result": result, "looked_up": looked_up, "limited": limited}
     status = 429 if limited else (404 if looked_up and result is None else 200)
     return render(request, "mediation_room/agreement/verify.html", context, status=status)
-

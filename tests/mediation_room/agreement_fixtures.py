@@ -9,6 +9,7 @@ import re
 from datetime import date, timedelta
 
 import pytest
+from django.utils import timezone
 from PIL import Image, ImageDraw
 
 from accounts.models import SmsOutboxMessage
@@ -63,7 +64,7 @@ class Setup:
 
     def draft(self, *, due: date | None = None, amount: str = "12000", **kwargs) -> Agreement:
         agreement = services.agreement_start(case=self.case, actor=self.expert)
-        due = due or (date.today() + timedelta(days=10))
+        due = due or (timezone.localdate() + timedelta(days=10))
         services.agreement_save_draft(
             agreement=agreement,
             actor=self.expert,

@@ -1,5 +1,5 @@
 import time
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import time_machine
@@ -14,15 +14,25 @@ from mediation_room.models import CaseEvent, Status
 from tests.factories import UserFactory
 from tests.mediation_room.agreement_fixtures import *  # noqa: F403 (fixtures)
 
-TODAY = date.today()
+TODAY = timezone.localdate()
 
 
 def _terms():
     return [
-        {"key": "t1", "obligor": "respondent", "action": "支付第一期工资", "amount": "6000",
-         "due_date": (TODAY + timedelta(days=10)).isoformat()},
-        {"key": "t2", "obligor": "respondent", "action": "支付第二期工资", "amount": "6000",
-         "due_date": (TODAY + timedelta(days=20)).isoformat()},
+        {
+            "key": "t1",
+            "obligor": "respondent",
+            "action": "支付第一期工资",
+            "amount": "6000",
+            "due_date": (TODAY + timedelta(days=10)).isoformat(),
+        },
+        {
+            "key": "t2",
+            "obligor": "respondent",
+            "action": "支付第二期工资",
+            "amount": "6000",
+            "due_date": (TODAY + timedelta(days=20)).isoformat(),
+        },
         {"key": "t3", "obligor": "applicant", "action": "出具收条", "amount": "", "due_date": ""},
     ]
 

@@ -43,7 +43,9 @@ def test_two_parties_signing_at_the_same_moment_lock_once(tsetup):
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=sign, args=(u,)) for u in (tsetup.applicant, tsetup.respondent)]
+    threads = [
+        threading.Thread(target=sign, args=(u,)) for u in (tsetup.applicant, tsetup.respondent)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -64,7 +66,9 @@ def test_two_parties_signing_at_the_same_moment_lock_once(tsetup):
     call_command("verify_agreements")
 
 
-def test_a_locked_agreement_cannot_change_by_any_route(setup, admin_client, django_capture_on_commit_callbacks):
+def test_a_locked_agreement_cannot_change_by_any_route(
+    setup, admin_client, django_capture_on_commit_callbacks
+):
     agreement = setup.locked(django_capture_on_commit_callbacks)
     assert agreement.is_locked
     before = (agreement.hash, agreement.referral, agreement.final_version.content)
@@ -73,7 +77,10 @@ def test_a_locked_agreement_cannot_change_by_any_route(setup, admin_client, djan
     # The services.
     with pytest.raises(CaseError):
         services.agreement_save_draft(
-            agreement=agreement, actor=setup.expert, facts="改", terms=version.content["terms"],
+            agreement=agreement,
+            actor=setup.expert,
+            facts="改",
+            terms=version.content["terms"],
             performance_check="",
         )
     with pytest.raises(CaseError):
@@ -117,7 +124,12 @@ def test_a_locked_agreement_cannot_change_by_any_route(setup, admin_client, djan
         url, {"case": agreement.case_id, "referral": "arbitration", "referral_note": "admin"}
     )
     assert response.status_code == 403
-    assert admin_client.post(f"/admin/mediation_room/agreement/{agreement.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert (
+        admin_client.post(
+            f"/admin/mediation_room/agreement/{agreement.pk}/delete/", {"post": "yes"}
+        ).status_code
+        == 403
+    )
 
     # Raw SQL meets the PostgreSQL trigger.
     with pytest.raises(DatabaseError), transaction.atomic():
@@ -145,7 +157,9 @@ def _tamper(sql: str, params: list) -> None:
         cursor.execute("SET LOCAL session_replication_role = origin")
 
 
-def test_editing_the_database_directly_is_caught_by_verify_agreements(db, media_root, django_capture_on_commit_callbacks):
+def test_editing_the_database_directly_is_caught_by_verify_agreements(
+    db, media_root, django_capture_on_commit_callbacks
+):
     first = Setup().locked(django_capture_on_commit_callbacks)
     second = Setup().locked(django_capture_on_commit_callbacks)
     assert (first.seq, second.seq) == (1, 2) and second.prev_hash == first.hash
@@ -168,7 +182,9 @@ def test_editing_the_database_directly_is_caught_by_verify_agreements(db, media_
     assert first.code in str(exc.value) and second.code not in str(exc.value)
 
 
-def test_rehashing_a_tampered_agreement_still_breaks_the_chain(db, media_root, django_capture_on_commit_callbacks):
+def test_rehashing_a_tampered_agreement_still_breaks_the_chain(
+    db, media_root, django_capture_on_commit_callbacks
+):
     first = Setup().locked(django_capture_on_commit_callbacks)
     second = Setup().locked(django_capture_on_commit_callbacks)
     # Swap a signature image and recompute the first agreement's own hash: the link recorded by

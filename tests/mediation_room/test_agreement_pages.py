@@ -23,7 +23,9 @@ def _no_inline(response):
     assert not INLINE_SCRIPT.search(html) and not INLINE_STYLE.search(html)
 
 
-def test_strangers_cannot_read_the_draft_or_the_pdf(setup, client, django_capture_on_commit_callbacks):
+def test_strangers_cannot_read_the_draft_or_the_pdf(
+    setup, client, django_capture_on_commit_callbacks
+):
     agreement = setup.locked(django_capture_on_commit_callbacks)
     client.force_login(UserFactory())
     for suffix in ("", "edit/", "sign/", "pdf/", "versions/1/", "judicial-confirmation.zip"):
@@ -91,7 +93,9 @@ def test_the_expert_edits_with_the_plain_form_and_parties_comment(setup, client)
     _no_inline(page)
 
 
-def test_signing_page_flow_with_sms_code_and_typed_name(setup, client, django_capture_on_commit_callbacks):
+def test_signing_page_flow_with_sms_code_and_typed_name(
+    setup, client, django_capture_on_commit_callbacks
+):
     agreement = setup.submitted()
     client.force_login(setup.applicant)
     page = client.get(_url(setup, "sign/"))
@@ -101,7 +105,14 @@ def test_signing_page_flow_with_sms_code_and_typed_name(setup, client, django_ca
         assert client.post(_url(setup, "sign/"), {"action": "code"}).status_code == 302
     code = last_code(setup.applicant)
     version = agreement.final_version.number
-    bad = client.post(_url(setup, "sign/"), {"version": version, "code": "999999" if code != "999999" else "111111", "typed_name": "张三"})
+    bad = client.post(
+        _url(setup, "sign/"),
+        {
+            "version": version,
+            "code": "999999" if code != "999999" else "111111",
+            "typed_name": "张三",
+        },
+    )
     assert bad.status_code == 400
     ok = client.post(
         _url(setup, "sign/"),
@@ -129,7 +140,9 @@ def test_refusal_page(setup, client):
     assert CaseEvent.objects.filter(case=setup.case, kind="referred").exists()
 
 
-def test_verify_page_is_public_and_shows_initials_only(setup, client, django_capture_on_commit_callbacks):
+def test_verify_page_is_public_and_shows_initials_only(
+    setup, client, django_capture_on_commit_callbacks
+):
     agreement = setup.locked(django_capture_on_commit_callbacks)
     response = client.get(f"/verify/{agreement.code}/")
     html = response.content.decode()

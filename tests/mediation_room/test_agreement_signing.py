@@ -25,7 +25,9 @@ def test_only_the_expert_drafts_and_every_version_is_kept(setup):
         services.agreement_start(case=setup.case, actor=setup.applicant)
     agreement = setup.draft()
     assert [v.number for v in agreement.versions.all()] == [1, 2]
-    assert agreement.versions.get(number=1).content["facts"] == content.TEMPLATES["unpaid_wages"].facts
+    assert (
+        agreement.versions.get(number=1).content["facts"] == content.TEMPLATES["unpaid_wages"].facts
+    )
 
     with pytest.raises(NotPermitted):
         services.agreement_save_draft(
@@ -65,7 +67,10 @@ def test_only_the_expert_drafts_and_every_version_is_kept(setup):
 def test_parties_comment_on_a_term_and_strangers_cannot(setup):
     agreement = setup.draft()
     comment = services.agreement_comment(
-        agreement=agreement, actor=setup.respondent, body="能否分两期付款？", term_key="t1",
+        agreement=agreement,
+        actor=setup.respondent,
+        body="能否分两期付款？",
+        term_key="t1",
         kind="change",
     )
     assert comment.author_role == "respondent"
@@ -77,7 +82,9 @@ def test_parties_comment_on_a_term_and_strangers_cannot(setup):
         )
 
 
-def test_every_signature_locks_the_agreement_and_agrees_the_case(setup, django_capture_on_commit_callbacks):
+def test_every_signature_locks_the_agreement_and_agrees_the_case(
+    setup, django_capture_on_commit_callbacks
+):
     agreement = setup.submitted()
     for user in setup.signers:
         setup.sign(agreement, user, django_capture_on_commit_callbacks)
@@ -90,7 +97,9 @@ def test_every_signature_locks_the_agreement_and_agrees_the_case(setup, django_c
     assert agreement.signatures.count() == 3
     sig = agreement.signatures.get(role="applicant")
     assert sig.ip == "203.0.113.7" and sig.user_agent == "pytest" and sig.image_sha256
-    assert list(FollowUp.objects.filter(agreement=agreement).values_list("term_key", flat=True)) == ["t1"]
+    assert list(
+        FollowUp.objects.filter(agreement=agreement).values_list("term_key", flat=True)
+    ) == ["t1"]
     # The code's SMS was sent and then wiped from the delivery log.
     sent = Notification.objects.filter(kind="signing_code", channel="sms")
     assert sent.count() == 3
@@ -106,8 +115,11 @@ def test_wrong_code_is_refused_and_counted(setup, django_capture_on_commit_callb
     wrong = "000000" if code != "000000" else "111111"
     with pytest.raises(CaseError) as exc:
         services.agreement_sign(
-            agreement=agreement, actor=setup.applicant, version_number=agreement.final_version.number,
-            code=wrong, typed_name="张三",
+            agreement=agreement,
+            actor=setup.applicant,
+            version_number=agreement.final_version.number,
+            code=wrong,
+            typed_name="张三",
         )
     assert exc.value.code == "bad_code"
     assert SigningChallenge.objects.get(user=setup.applicant).attempts == 1
@@ -115,14 +127,20 @@ def test_wrong_code_is_refused_and_counted(setup, django_capture_on_commit_callb
     for _ in range(4):
         with pytest.raises(CaseError):
             services.agreement_sign(
-                agreement=agreement, actor=setup.applicant,
-                version_number=agreement.final_version.number, code=wrong, typed_name="张三",
+                agreement=agreement,
+                actor=setup.applicant,
+                version_number=agreement.final_version.number,
+                code=wrong,
+                typed_name="张三",
             )
     # Five wrong tries: even the right code no longer works with this challenge.
     with pytest.raises(CaseError) as exc:
         services.agreement_sign(
-            agreement=agreement, actor=setup.applicant,
-            version_number=agreement.final_version.number, code=code, typed_name="张三",
+            agreement=agreement,
+            actor=setup.applicant,
+            version_number=agreement.final_version.number,
+            code=code,
+            typed_name="张三",
         )
     assert exc.value.code == "too_many_attempts"
 
@@ -133,8 +151,11 @@ def test_expired_code_is_refused(setup, django_capture_on_commit_callbacks):
     with time_machine.travel(timezone.now() + timedelta(minutes=6)):
         with pytest.raises(CaseError) as exc:
             services.agreement_sign(
-                agreement=agreement, actor=setup.applicant,
-                version_number=agreement.final_version.number, code=code, typed_name="张三",
+                agreement=agreement,
+                actor=setup.applicant,
+                version_number=agreement.final_version.number,
+                code=code,
+                typed_name="张三",
             )
     assert exc.value.code == "code_expired"
     assert not AgreementSignature.objects.exists()
@@ -149,13 +170,19 @@ def test_signing_a_superseded_version_is_refused(setup, django_capture_on_commit
     terms = [dict(t) for t in old.content["terms"]]
     terms[0]["amount"] = "10000"
     services.agreement_save_draft(
-        agreement=agreement, actor=setup.expert, facts=old.content["facts"], terms=terms,
+        agreement=agreement,
+        actor=setup.expert,
+        facts=old.content["facts"],
+        terms=terms,
         performance_check=old.content["performance_check"],
     )
     services.agreement_submit(agreement=agreement, actor=setup.expert)
     with pytest.raises(CaseError) as exc:
         services.agreement_sign(
-            agreement=agreement, actor=setup.respondent, version_number=old.number, code=code,
+            agreement=agreement,
+            actor=setup.respondent,
+            version_number=old.number,
+            code=code,
             typed_name="李四",
         )
     assert exc.value.code == "superseded"
@@ -172,8 +199,11 @@ def test_non_party_cannot_sign(setup):
         services.signing_code_send(agreement=agreement, actor=stranger)
     with pytest.raises(NotPermitted):
         services.agreement_sign(
-            agreement=agreement, actor=stranger, version_number=agreement.final_version.number,
-            code="123456", typed_name="路人",
+            agreement=agreement,
+            actor=stranger,
+            version_number=agreement.final_version.number,
+            code="123456",
+            typed_name="路人",
         )
     # A coordinator may read the case but is not a signer either.
     with pytest.raises(NotPermitted):
@@ -193,8 +223,10 @@ def test_bad_drawn_signatures_are_refused(setup, data_url):
     agreement = setup.submitted()
     with pytest.raises(CaseError) as exc:
         services.agreement_sign(
-            agreement=agreement, actor=setup.applicant,
-            version_number=agreement.final_version.number, code="123456",
+            agreement=agreement,
+            actor=setup.applicant,
+            version_number=agreement.final_version.number,
+            code="123456",
             signature_data_url=data_url,
         )
     assert exc.value.code == "bad_signature"
@@ -203,8 +235,11 @@ def test_bad_drawn_signatures_are_refused(setup, data_url):
 def test_refusing_to_sign_ends_without_agreement_and_records_the_referral(setup):
     agreement = setup.submitted()
     services.agreement_refuse(
-        agreement=agreement, actor=setup.respondent, reason="金额不认可",
-        referral="litigation", referral_note="向临平区人民法院起诉",
+        agreement=agreement,
+        actor=setup.respondent,
+        reason="金额不认可",
+        referral="litigation",
+        referral_note="向临平区人民法院起诉",
     )
     agreement.refresh_from_db()
     setup.case.refresh_from_db()
