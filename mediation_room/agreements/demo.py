@@ -25,7 +25,13 @@ TERMS = [
         "amount": "",
         "due_days": 7,
     },
-    {"key": "t3", "obligor": "applicant", "action": "收到款项后出具收条", "amount": "", "due_days": 0},
+    {
+        "key": "t3",
+        "obligor": "applicant",
+        "action": "收到款项后出具收条",
+        "amount": "",
+        "due_days": 0,
+    },
 ]
 
 
@@ -37,7 +43,9 @@ def _terms() -> list[dict]:
             "obligor": t["obligor"],
             "action": t["action"],
             "amount": t["amount"],
-            "due_date": (today + timedelta(days=t["due_days"])).isoformat() if t["due_days"] else "",
+            "due_date": (today + timedelta(days=t["due_days"])).isoformat()
+            if t["due_days"]
+            else "",
         }
         for t in TERMS
     ]
