@@ -43,9 +43,9 @@ class AgreementAdmin(admin.ModelAdmin):
     list_display = ("code", "case", "state", "seq", "locked_at", "created_at")
     list_filter = ("state",)
     search_fields = ("code", "case__tracking_number", "hash")
-    raw_id_fields = ("case", "final_version", "refused_by")
-    # State, chain and signatures move only through the services.
+    # Text, state, chain, signatures and refusals move only through the services, which audit them.
     readonly_fields = (
+        "case",
         "code",
         "state",
         "final_version",
@@ -55,8 +55,15 @@ class AgreementAdmin(admin.ModelAdmin):
         "prev_hash",
         "hash",
         "pdf",
+        "refused_by",
+        "refusal_reason",
+        "referral",
+        "referral_note",
     )
     inlines = [VersionInline, SignatureInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # agreements start from the mediator's template (agreement_start)
 
     def has_change_permission(self, request, obj=None) -> bool:
         if obj is not None and obj.is_locked:
