@@ -216,6 +216,19 @@ def agreement_comment(
         kind="agreement_comment",
         data={"agreement": agreement.code, "comment": comment.pk, "term": term_key, "kind": kind},
     )
+    case = agreement.case
+    if author_role != "expert" and case.expert_id:
+        # In-app only: the mediator sees it in the room or on the page; no text message per remark.
+        notification_send(
+            channel=Channel.IN_APP,
+            kind="agreement_comment",
+            body=_("[Cloud Bench] Case %(number)s: a party commented on the draft agreement.")
+            % {"number": case.tracking_number},
+            dedupe_key=f"agreement-comment:{comment.pk}",
+            user=case.expert,
+            link=_link(case),
+            case_ref=case.tracking_number,
+        )
     return comment
 
 
@@ -483,6 +496,20 @@ def _lock(agreement: Agreement) -> None:
     )
     _conclude_case(case, agreed=True, note=_("Agreement signed by every party."))
     _follow_ups_create(agreement)
+    for signer in required_signers(case):
+        notify_person(
+            kind="agreement_locked",
+            body=_(
+                "[Cloud Bench] The agreement of case %(number)s is signed by everyone. "
+                "Verification code %(code)s. See it here:"
+            )
+            % {"number": case.tracking_number, "code": agreement.code},
+            dedupe_key=f"agreement-locked:{agreement.pk}:{signer.role}",
+            user=signer.user,
+            phone=signer.party.phone if signer.party else "",
+            link=_link(case),
+            case_ref=case.tracking_number,
+        )
     from .tasks import agreement_render_pdf
 
     agreement_id = agreement.pk

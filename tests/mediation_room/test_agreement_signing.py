@@ -105,6 +105,8 @@ def test_every_signature_locks_the_agreement_and_agrees_the_case(
     assert sent.count() == 3
     assert all(n.body == "[redacted after delivery]" for n in sent)
     assert CaseEvent.objects.filter(case=setup.case, kind="agreement_locked").count() == 1
+    locked_notices = Notification.objects.filter(kind="agreement_locked", channel="sms")
+    assert locked_notices.count() == 3 and all(agreement.code in n.body for n in locked_notices)
     # The PDF task ran after commit (eager under test).
     assert agreement.pdf.name.endswith(".pdf")
 
