@@ -2,6 +2,7 @@ import re
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from mediation_room.agreements import services
 from mediation_room.agreements.models import Agreement, AgreementSignature, FollowUp
@@ -193,3 +194,20 @@ def test_pages_need_sign_in(setup, client, suffix):
     services.agreement_start(case=setup.case, actor=setup.expert)
     response = client.get(_url(setup, suffix))
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_agreement_page_queries_do_not_grow_with_comments(
+    setup, client, django_assert_max_num_queries
+):
+    agreement = setup.draft()
+    client.force_login(setup.respondent)
+    services.agreement_comment(agreement=agreement, actor=setup.applicant, body="一", term_key="t1")
+    client.get(_url(setup))  # warm caches (session, content types)
+    with CaptureQueriesContext(connection) as one:
+        assert client.get(_url(setup)).status_code == 200
+    for n in range(12):
+        services.agreement_comment(
+            agreement=agreement, actor=setup.applicant, body=f"意见{n}", term_key="t2"
+        )
+    with django_assert_max_num_queries(len(one.captured_queries)):
+        assert client.get(_url(setup)).status_code == 200
