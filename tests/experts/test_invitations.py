@@ -18,27 +18,6 @@ from tests.experts.factories import make_profile
 from tests.factories import UserFactory, advance, make_case, make_coordinator
 
 
-def _in_own_thread(body) -> None:
-    """Run a committing test body in a fresh thread. After the browser tests, the main thread
-    keeps Playwright's event loop running, and the after-commit broadcast (async_to_sync) refuses
-    to run in a thread with a running loop."""
-    failure: list[BaseException] = []
-
-    def run():
-        try:
-            body()
-        except BaseException as exc:  # re-raised in the test's thread
-            failure.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-
-
 def _kinds(case):
     return list(CaseEvent.objects.filter(case=case).values_list("kind", flat=True))
 
@@ -264,10 +243,6 @@ def test_load_spreads_over_fifty_similar_cases(community, coordinator):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_accepts_exactly_one_wins(community):
-    _in_own_thread(lambda: _two_concurrent_accepts(community))
-
-
-def _two_concurrent_accepts(community):
     coordinator = make_coordinator(community)
     case = make_case(community=community, respondent=UserFactory())
     advance(case, "accepted", coordinator=coordinator)
@@ -301,10 +276,6 @@ def _two_concurrent_accepts(community):
 
 @pytest.mark.worker
 def test_lapse_runs_through_a_real_worker_and_invites_the_next_once(celery_worker_real):
-    _in_own_thread(_lapse_through_the_worker)
-
-
-def _lapse_through_the_worker():
     community = make_case().community
     coordinator = make_coordinator(community)
     case = make_case(community=community, respondent=UserFactory())
