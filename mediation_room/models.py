@@ -223,3 +223,112 @@ class Hearing(TimeStamped):
 
     def __str__(self) -> str:
         return f"{self.case.tracking_number} @ {self.starts_at:%Y-%m-%d %H:%M}"
+
+
+# --- supervision (督办): stage deadline rules, overrun alerts, supervision notices -----------------
+
+
+class StageDeadlineRule(TimeStamped):
+    """How many working days a case may stay in a stage, per category (blank = every category).
+
+    Rules override settings.STAGE_DEADLINE_DAYS (and STAGE_DEADLINE_DAYS_BY_CATEGORY); a
+    category's own rule wins over the blank one. Edited by staff in the admin."""
+
+    category = models.CharField(
+        _("category"),
+        max_length=20,
+        choices=Category.choices,
+        blank=True,
+        help_text=_("Leave empty for a rule that applies to every category."),
+    )
+    status = models.CharField(_("stage"), max_length=20, choices=Status.choices)
+    working_days = models.PositiveSmallIntegerField(_("working days allowed"))
+    escalate_after_days = models.PositiveSmallIntegerField(
+        _("escalate after (working days)"),
+        default=2,
+        help_text=_(
+            "Working days past the deadline after which the street-level coordinator is alerted."
+        ),
+    )
+
+    class Meta:
+        ordering = ["status", "category"]
+        constraints = [
+            models.UniqueConstraint(fields=["category", "status"], name="uniq_stage_rule"),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in Status]), name="stage_rule_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category or '*'} {self.status}: {self.working_days}"
+
+
+class SupervisionAlert(TimeStamped):
+    """One overrun of one stage of a case, at one level. The unique constraint is what makes the
+    periodic scan safe to run twice: each stage overrun is announced once, and escalated once."""
+
+    class Level(models.TextChoices):
+        OVERDUE = "overdue", _("Overdue")
+        ESCALATED = "escalated", _("Escalated to the street")
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="supervision_alerts")
+    level = models.CharField(max_length=12, choices=Level.choices)
+    stage = models.CharField(max_length=20, choices=Status.choices)
+    stage_entered_at = models.DateTimeField()
+    deadline = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["case", "stage_entered_at", "level"], name="uniq_alert_per_stage_level"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.case_id} {self.stage} {self.level}"
+
+
+class SupervisionNotice(TimeStamped):
+    """A supervision notice (督办单): a coordinator (or the platform) asks the person responsible
+    for a case to act and answer by a date. It stays on their list until answered."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="supervision_notices")
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text=_("Empty when the platform issued it."),
+    )
+    to_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="supervision_notices"
+    )
+    text = models.CharField(_("what must be done"), max_length=1000)
+    due = models.DateTimeField(_("answer by"))
+    answered_at = models.DateTimeField(null=True, blank=True)
+    answer = models.CharField(_("answer"), max_length=1000, blank=True)
+    # Set by platform-issued notices so that asking twice for the same thing opens one notice.
+    key = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["to_user", "answered_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key"], condition=~Q(key=""), name="uniq_supervision_notice_key"
+            ),
+            models.CheckConstraint(
+                condition=Q(answered_at__isnull=True) | ~Q(answer=""),
+                name="supervision_answer_has_text",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.case_id} → {self.to_user_id}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.answered_at is None
