@@ -245,7 +245,7 @@ def supervision_notice_issue(
         if existing is not None:
             return existing
     case = (
-        Case.objects.select_for_update()
+        Case.objects.select_for_update(of=("self",))
         .select_related("community__street", "expert")
         .get(pk=case.pk)
     )
