@@ -32,6 +32,7 @@ def run_exclusive(name: str, job: Callable[[], dict[str, Any]]) -> dict[str, Any
     lock = f"periodic:lock:{name}"
     token = secrets.token_hex(8)
     if not cache.add(lock, token, LOCK_TTL):
+        _count(name)
         return {"skipped": "already running"}
     try:
         outcome = job()
@@ -43,6 +44,11 @@ def run_exclusive(name: str, job: Callable[[], dict[str, Any]]) -> dict[str, Any
         {"finished_at": timezone.now().isoformat(), **outcome},
         timeout=None,
     )
+    _count(name)
+    return outcome
+
+
+def _count(name: str) -> None:
+    """Count finished executions (including ones that found the job already running)."""
     cache.add(run_key(name), 0, timeout=None)
     cache.incr(run_key(name))
-    return outcome
