@@ -332,3 +332,57 @@ class SupervisionNotice(TimeStamped):
     @property
     def is_open(self) -> bool:
         return self.answered_at is None
+
+
+class CaseFigures(models.Model):
+    """Per-case figures behind the statistics (durations, outcome, stages left on time or late),
+    a projection of the case's transition events kept current by every transition (see
+    mediation_room.supervision.figures) and rebuildable from the events (`stats_rebuild`).
+    The dashboard aggregates this narrow table instead of the events, in constant time per case.
+    A case that has not moved since registration has no row yet."""
+
+    case = models.OneToOneField(
+        Case, primary_key=True, on_delete=models.CASCADE, related_name="figures"
+    )
+    community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="+")
+    registered_at = models.DateTimeField()
+    expert = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    hearing_at = models.DateTimeField(null=True, blank=True)
+    agreed_at = models.DateTimeField(null=True, blank=True)
+    seconds_to_accept = models.PositiveIntegerField(null=True, blank=True)
+    seconds_to_hearing = models.PositiveIntegerField(null=True, blank=True)
+    seconds_to_agreement = models.PositiveIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=12, blank=True)
+    registered_on_time = models.PositiveSmallIntegerField(default=0)
+    registered_late = models.PositiveSmallIntegerField(default=0)
+    accepted_on_time = models.PositiveSmallIntegerField(default=0)
+    accepted_late = models.PositiveSmallIntegerField(default=0)
+    matched_on_time = models.PositiveSmallIntegerField(default=0)
+    matched_late = models.PositiveSmallIntegerField(default=0)
+    scheduled_on_time = models.PositiveSmallIntegerField(default=0)
+    scheduled_late = models.PositiveSmallIntegerField(default=0)
+    agreed_on_time = models.PositiveSmallIntegerField(default=0)
+    agreed_late = models.PositiveSmallIntegerField(default=0)
+    # Set when the agreement's follow-up is recorded: kept on time, and not marked unfulfilled.
+    agreement_kept = models.BooleanField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "case figures"
+        indexes = [models.Index(fields=["community", "registered_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(outcome__in=["", "agreed", "not_agreed", "withdrawn"]),
+                name="case_figures_outcome_valid",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"figures of {self.case_id}"

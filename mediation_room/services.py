@@ -36,6 +36,7 @@ from .models import (
 )
 from .realtime import publish_case_update
 from .selectors import case_roles_for_user
+from .supervision.figures import figures_record_transition
 
 MAX_DESCRIPTION = 4000
 MAX_NAME = 40
@@ -117,7 +118,7 @@ def _transition(
     case.status_changed_at = now
     case.stage_deadline = lifecycle.stage_deadline(to_status, now, case.category)
     case.save(update_fields=["status", "status_changed_at", "stage_deadline", "updated_at"])
-    case_event_record(
+    event = case_event_record(
         case=case,
         actor=actor,
         kind=kind,
@@ -127,6 +128,7 @@ def _transition(
         to_status=to_status,
         public=True,
     )
+    figures_record_transition(case=case, event=event)
     return case
 
 

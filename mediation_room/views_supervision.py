@@ -185,7 +185,7 @@ def _default_start() -> date:
     return today.replace(year=year, month=month, day=1)
 
 
-def _stats_scope(request: HttpRequest) -> tuple[StatsFilterForm, object, dict]:
+def _stats_scope(request: HttpRequest) -> tuple[StatsFilterForm, statistics.Scope, dict]:
     communities = list(communities_for_coordinator(request.user).select_related("street"))
     data = request.GET.dict() if request.GET else {"start": _default_start().isoformat()}
     form = StatsFilterForm(data, communities=communities)
@@ -197,17 +197,17 @@ def _stats_scope(request: HttpRequest) -> tuple[StatsFilterForm, object, dict]:
         start=datetime.combine(start, time.min, tzinfo=tz) if start else None,
         end=datetime.combine(end + timedelta(days=1), time.min, tzinfo=tz) if end else None,
     )
-    cases = statistics.scoped_cases(
+    scope = statistics.coordinator_scope(
         request.user, community_id=filters.get("community"), period=period
     )
-    return form, cases, filters
+    return form, scope, filters
 
 
 @login_required
 def stats_dashboard(request: HttpRequest) -> HttpResponse:
     _require_coordinator(request)
-    form, cases, filters = _stats_scope(request)
-    board = statistics.dashboard(cases)
+    form, scope, _filters = _stats_scope(request)
+    board = statistics.dashboard(scope)
     context = {
         "form": form,
         "board": board,
@@ -224,8 +224,8 @@ def _export_name(ext: str) -> str:
 @login_required
 def stats_export_csv(request: HttpRequest) -> StreamingHttpResponse:
     _require_coordinator(request)
-    _form, cases, _filters = _stats_scope(request)
-    response = StreamingHttpResponse(exports.csv_stream(cases), content_type="text/csv")
+    _form, scope, _filters = _stats_scope(request)
+    response = StreamingHttpResponse(exports.csv_stream(scope.cases()), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{_export_name("csv")}"'
     return response
 
@@ -233,9 +233,9 @@ def stats_export_csv(request: HttpRequest) -> StreamingHttpResponse:
 @login_required
 def stats_export_xlsx(request: HttpRequest) -> FileResponse:
     _require_coordinator(request)
-    _form, cases, _filters = _stats_scope(request)
+    _form, scope, _filters = _stats_scope(request)
     return FileResponse(
-        exports.xlsx_file(cases),
+        exports.xlsx_file(scope.cases()),
         as_attachment=True,
         filename=_export_name("xlsx"),
         content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",

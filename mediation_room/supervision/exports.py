@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from django.db.models import Min, Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -41,30 +41,17 @@ def _local(value) -> str:
 def export_rows(cases: QuerySet[Case]) -> Iterator[list[str]]:
     """One list of strings per case, oldest first, read in chunks from a server-side cursor.
     No phone numbers: the mediator appears by display name only."""
-    transition = Q(events__kind="transition")
-    rows = (
-        cases.order_by("pk")
-        .annotate(
-            accepted_at=Min(
-                "events__created_at", filter=transition & Q(events__to_status="accepted")
-            ),
-            hearing_at=Min(
-                "events__created_at", filter=transition & Q(events__to_status="in_session")
-            ),
-            agreed_at=Min("events__created_at", filter=transition & Q(events__to_status="agreed")),
-        )
-        .values_list(
-            "tracking_number",
-            "category",
-            "community__name",
-            "status",
-            "created_at",
-            "accepted_at",
-            "hearing_at",
-            "agreed_at",
-            "expert__display_name",
-            "stage_deadline",
-        )
+    rows = cases.order_by("pk").values_list(
+        "tracking_number",
+        "category",
+        "community__name",
+        "status",
+        "created_at",
+        "figures__accepted_at",
+        "figures__hearing_at",
+        "figures__agreed_at",
+        "expert__display_name",
+        "stage_deadline",
     )
     categories = dict(Category.choices)
     statuses = dict(Status.choices)

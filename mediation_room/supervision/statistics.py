@@ -1,7 +1,8 @@
 """The coordinators' statistics dashboard and the public headline figures.
 
 Every figure is about the cases *registered* in the chosen period and communities. Outcomes and
-milestones come from the cases' transition events (CaseEvent kind "transition"):
+durations come from the cases' transition events (CaseEvent kind "transition"), through their
+per-case projection CaseFigures (see figures.py):
 - concluded = reached "agreed" or "not agreed" at some point (a case later followed up or closed
   keeps its outcome); withdrawn cases are counted apart and excluded from the agreement rate;
 - agreement rate = agreed ÷ concluded;
@@ -10,13 +11,14 @@ milestones come from the cases' transition events (CaseEvent kind "transition"):
 - on-time rate of a stage = stages left before their deadline ÷ (stages left + stages still open
   and already past the deadline); the deadline of each stage left is recorded in its event.
 
-The number of queries does not depend on the number of cases (guarded by a test)."""
+The number of queries does not depend on the number of cases (guarded by a test), and the
+heavy figures come from one pass over the narrow projection table."""
 
 from __future__ import annotations
 
 import importlib
 import statistics as pystats
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,7 +26,7 @@ from zoneinfo import ZoneInfo
 from django.apps import apps
 from django.conf import settings
 from django.db import connection
-from django.db.models import Avg, Count, Q, QuerySet
+from django.db.models import Avg, Count, QuerySet
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -32,18 +34,10 @@ from django.utils.translation import gettext as _
 from accounts.models import Community, User
 from accounts.selectors import communities_for_coordinator
 
-from ..models import Case, CaseEvent, Category, Status
+from ..models import Case, CaseFigures, Category, Status
+from .figures import TIMED_STAGES
 
 SECONDS_PER_DAY = 86400
-MILESTONES = ("accepted", "in_session", "agreed")
-# Stages whose on-time rate is shown, in lifecycle order.
-TIMED_STAGES = (
-    Status.REGISTERED,
-    Status.ACCEPTED,
-    Status.MATCHED,
-    Status.SCHEDULED,
-    Status.AGREED,
-)
 
 
 @dataclass(frozen=True)
@@ -52,23 +46,58 @@ class Period:
     end: datetime | None = None  # exclusive
 
 
-def scoped_cases(
+@dataclass(frozen=True)
+class Scope:
+    """Which cases the figures are about: registered in `period`, in `community_ids`
+    (None = every community, for the public page)."""
+
+    community_ids: tuple[int, ...] | None
+    period: Period = field(default_factory=Period)
+
+    def cases(self) -> QuerySet[Case]:
+        qs = Case.objects.all()
+        if self.community_ids is not None:
+            qs = qs.filter(community_id__in=self.community_ids)
+        if self.period.start:
+            qs = qs.filter(created_at__gte=self.period.start)
+        if self.period.end:
+            qs = qs.filter(created_at__lt=self.period.end)
+        return qs.order_by()
+
+    def figures_where(self, alias: str = "f") -> tuple[str, list[Any]]:
+        """SQL condition (and params) selecting the scope's rows of CaseFigures."""
+        clauses, params = ["TRUE"], []
+        if self.community_ids is not None:
+            clauses.append(f"{alias}.community_id = ANY(%s)")
+            params.append(list(self.community_ids))
+        if self.period.start:
+            clauses.append(f"{alias}.registered_at >= %s")
+            params.append(self.period.start)
+        if self.period.end:
+            clauses.append(f"{alias}.registered_at < %s")
+            params.append(self.period.end)
+        return " AND ".join(clauses), params
+
+    def figures(self) -> QuerySet[CaseFigures]:
+        qs = CaseFigures.objects.all()
+        if self.community_ids is not None:
+            qs = qs.filter(community_id__in=self.community_ids)
+        if self.period.start:
+            qs = qs.filter(registered_at__gte=self.period.start)
+        if self.period.end:
+            qs = qs.filter(registered_at__lt=self.period.end)
+        return qs
+
+
+def coordinator_scope(
     user: User, *, community_id: int | None = None, period: Period | None = None
-) -> QuerySet[Case]:
-    """Cases a coordinator may count: their communities only, optionally one community and a
-    registration period. Built as one SQL subquery (no query of its own)."""
-    qs = Case.objects.filter(community__in=communities_for_coordinator(user))
+) -> Scope:
+    """The scope a coordinator may count: their communities only (one query). Asking for a
+    community outside them gives an empty scope, never that community's figures."""
+    ids = tuple(communities_for_coordinator(user).values_list("pk", flat=True).order_by("pk"))
     if community_id:
-        qs = qs.filter(community_id=community_id)
-    return _in_period(qs, period)
-
-
-def _in_period(qs: QuerySet[Case], period: Period | None) -> QuerySet[Case]:
-    if period and period.start:
-        qs = qs.filter(created_at__gte=period.start)
-    if period and period.end:
-        qs = qs.filter(created_at__lt=period.end)
-    return qs
+        ids = (community_id,) if community_id in ids else ()
+    return Scope(community_ids=ids, period=period or Period())
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -76,135 +105,110 @@ def _rate(part: int, whole: int) -> float | None:
 
 
 def _days(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds / SECONDS_PER_DAY, 1)
+    return None if seconds is None else round(float(seconds) / SECONDS_PER_DAY, 1)
 
 
-# --- the facts query: one row of per-case milestones, aggregated in SQL ------------------------------
+# --- the figures query: one pass over CaseFigures, overall and per mediator ------------------------
+
+SUM_COLUMNS = [f"{stage.value}_{kind}" for stage in TIMED_STAGES for kind in ("on_time", "late")]
 
 
-def _milestones_sql(cases: QuerySet[Case]) -> tuple[str, list[Any]]:
-    """SQL (with params) of one row per scoped case: id, registration time, expert, and the first
-    time it was accepted / heard / agreed, and whether it ended not agreed / withdrawn."""
-    inner, params = cases.order_by().values("id", "created_at", "expert_id").query.sql_with_params()
-    event = CaseEvent._meta.db_table
+def _figures_postgres(scope: Scope) -> list[dict[str, Any]]:
+    where, params = scope.figures_where("f")
+    sums = ", ".join(f"SUM(f.{col}) AS {col}" for col in SUM_COLUMNS)
     sql = f"""
-        SELECT s.id, s.created_at, s.expert_id,
-               MIN(e.created_at) FILTER (WHERE e.to_status = 'accepted') AS accepted_at,
-               MIN(e.created_at) FILTER (WHERE e.to_status = 'in_session') AS hearing_at,
-               MIN(e.created_at) FILTER (WHERE e.to_status = 'agreed') AS agreed_at,
-               COUNT(e.id) FILTER (WHERE e.to_status = 'not_agreed') AS not_agreed,
-               COUNT(e.id) FILTER (WHERE e.to_status = 'withdrawn') AS withdrawn
-          FROM ({inner}) s
-          LEFT JOIN {event} e
-            ON e.case_id = s.id AND e.kind = 'transition'
-           AND e.to_status IN ('accepted', 'in_session', 'agreed', 'not_agreed', 'withdrawn')
-         GROUP BY s.id, s.created_at, s.expert_id
-    """  # noqa: S608 - only our own table names and Django-compiled SQL; values are parameters
-    return sql, list(params)
-
-
-def _facts_postgres(cases: QuerySet[Case], *, per_expert: bool) -> list[dict[str, Any]]:
-    milestones, params = _milestones_sql(cases)
-    user_table = User._meta.db_table
-
-    def median(col: str) -> str:
-        return (
-            f"percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM (m.{col} - "
-            "m.created_at)))"
-        )
-
-    group = "m.expert_id" if per_expert else "()"
-    select_expert = (
-        "m.expert_id, MAX(u.display_name) AS display_name, MAX(u.username) AS username,"
-        if per_expert
-        else ""
-    )
-    join_user = f"LEFT JOIN {user_table} u ON u.id = m.expert_id" if per_expert else ""
-    where = "WHERE m.expert_id IS NOT NULL" if per_expert else ""
-    sql = f"""
-        SELECT {select_expert}
-               COUNT(*) AS total,
-               COUNT(m.agreed_at) AS agreed,
-               COUNT(*) FILTER (WHERE m.agreed_at IS NULL AND m.not_agreed > 0) AS not_agreed,
-               COUNT(*) FILTER (WHERE m.withdrawn > 0) AS withdrawn,
-               {median("accepted_at")} AS to_accept,
-               {median("hearing_at")} AS to_hearing,
-               {median("agreed_at")} AS to_agreement
-          FROM ({milestones}) m {join_user}
-          {where}
-         GROUP BY {group}
-         ORDER BY 1
-    """  # noqa: S608 - see _milestones_sql
+        SELECT GROUPING(f.expert_id) = 1 AS overall, f.expert_id,
+               MAX(u.display_name) AS display_name, MAX(u.username) AS username,
+               COUNT(*) AS moved,
+               COUNT(*) FILTER (WHERE f.outcome = 'agreed') AS agreed,
+               COUNT(*) FILTER (WHERE f.outcome = 'not_agreed') AS not_agreed,
+               COUNT(*) FILTER (WHERE f.outcome = 'withdrawn') AS withdrawn,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY f.seconds_to_accept) AS to_accept,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY f.seconds_to_hearing) AS to_hearing,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY f.seconds_to_agreement)
+                   AS to_agreement,
+               {sums},
+               COUNT(f.agreement_kept) AS follow_ups,
+               COUNT(*) FILTER (WHERE f.agreement_kept) AS kept
+          FROM {CaseFigures._meta.db_table} f
+          LEFT JOIN {User._meta.db_table} u ON u.id = f.expert_id
+         WHERE {where}
+         GROUP BY GROUPING SETS ((), (f.expert_id))
+    """  # noqa: S608 - our own table and column names; values are parameters
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         cols = [c.name for c in cursor.description]
         return [dict(zip(cols, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _facts_python(cases: QuerySet[Case], *, per_expert: bool) -> list[dict[str, Any]]:
-    """The same figures for databases without percentile_cont (SQLite in the demo)."""
-    milestones, params = _milestones_sql(cases)
-    with connection.cursor() as cursor:
-        cursor.execute(milestones, params)
-        rows = cursor.fetchall()
-    names = {}
-    if per_expert:
-        ids = {r[2] for r in rows if r[2]}
-        names = {
-            u.pk: (u.display_name, u.username)
-            for u in User.objects.filter(pk__in=ids).only("display_name", "username")
+def _figures_python(scope: Scope) -> list[dict[str, Any]]:
+    """The same rows for databases without percentile_cont or GROUPING SETS (SQLite, demo)."""
+    rows = list(
+        scope.figures().values(
+            "expert_id",
+            "expert__display_name",
+            "expert__username",
+            "outcome",
+            "seconds_to_accept",
+            "seconds_to_hearing",
+            "seconds_to_agreement",
+            "agreement_kept",
+            *SUM_COLUMNS,
+        )
+    )
+
+    def summary(group: list[dict[str, Any]]) -> dict[str, Any]:
+        def med(key: str) -> float | None:
+            values = [r[key] for r in group if r[key] is not None]
+            return pystats.median(values) if values else None
+
+        out = {
+            "moved": len(group),
+            "agreed": sum(r["outcome"] == "agreed" for r in group),
+            "not_agreed": sum(r["outcome"] == "not_agreed" for r in group),
+            "withdrawn": sum(r["outcome"] == "withdrawn" for r in group),
+            "to_accept": med("seconds_to_accept"),
+            "to_hearing": med("seconds_to_hearing"),
+            "to_agreement": med("seconds_to_agreement"),
+            "follow_ups": sum(r["agreement_kept"] is not None for r in group),
+            "kept": sum(bool(r["agreement_kept"]) for r in group),
         }
+        out.update({col: sum(r[col] for r in group) if group else None for col in SUM_COLUMNS})
+        return out
 
-    def parse(value: Any) -> datetime | None:
-        if value is None or isinstance(value, datetime):
-            return value
-        return datetime.fromisoformat(str(value))
-
-    groups: dict[Any, list[tuple]] = {}
+    result = [{"overall": True, "expert_id": None, **summary(rows)}]
+    by_expert: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
-        if per_expert and not row[2]:
-            continue
-        groups.setdefault(row[2] if per_expert else None, []).append(row)
-    out = []
-    for key in sorted(groups, key=lambda k: (k is None, k or 0)):
-        group = groups[key]
-
-        def med(index: int, group: list[tuple] = group) -> float | None:
-            spans = [(parse(r[index]) - parse(r[1])).total_seconds() for r in group if r[index]]
-            return pystats.median(spans) if spans else None
-
-        fact = {
-            "total": len(group),
-            "agreed": sum(1 for r in group if r[5]),
-            "not_agreed": sum(1 for r in group if not r[5] and r[6]),
-            "withdrawn": sum(1 for r in group if r[7]),
-            "to_accept": med(3),
-            "to_hearing": med(4),
-            "to_agreement": med(5),
-        }
-        if per_expert:
-            fact.update(
-                expert_id=key,
-                display_name=names.get(key, ("", ""))[0],
-                username=names.get(key, ("", ""))[1],
-            )
-        out.append(fact)
-    if not per_expert and not out:
-        out = [dict.fromkeys(("to_accept", "to_hearing", "to_agreement"), None)]
-        out[0].update(total=0, agreed=0, not_agreed=0, withdrawn=0)
-    return out
+        if row["expert_id"] is not None:
+            by_expert.setdefault(row["expert_id"], []).append(row)
+    for expert_id, group in by_expert.items():
+        result.append(
+            {
+                "overall": False,
+                "expert_id": expert_id,
+                "display_name": group[0]["expert__display_name"],
+                "username": group[0]["expert__username"],
+                **summary(group),
+            }
+        )
+    return result
 
 
-def _facts(cases: QuerySet[Case], *, per_expert: bool) -> list[dict[str, Any]]:
+def _figure_rows(scope: Scope) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(overall row, one row per mediator)."""
     if connection.vendor == "postgresql":
-        return _facts_postgres(cases, per_expert=per_expert)
-    return _facts_python(cases, per_expert=per_expert)
+        rows = _figures_postgres(scope)
+    else:
+        rows = _figures_python(scope)
+    overall = next(r for r in rows if r["overall"])
+    experts = [r for r in rows if not r["overall"] and r["expert_id"] is not None]
+    return overall, experts
 
 
-def _shape_facts(row: dict[str, Any]) -> dict[str, Any]:
+def _shape(row: dict[str, Any], *, total: int) -> dict[str, Any]:
     concluded = row["agreed"] + row["not_agreed"]
     return {
-        "total": row["total"],
+        "total": total,
         "agreed": row["agreed"],
         "not_agreed": row["not_agreed"],
         "withdrawn": row["withdrawn"],
@@ -219,7 +223,7 @@ def _shape_facts(row: dict[str, Any]) -> dict[str, Any]:
 # --- pluggable sources: agreement performance and satisfaction -----------------------------------
 
 
-def agreement_performance(cases: QuerySet[Case], now: datetime) -> dict[str, Any]:
+def agreement_performance(scope: Scope, overall: dict[str, Any], open_late: dict[str, int]):
     """Agreements fulfilled on time. settings.STATS_AGREEMENT_PERFORMANCE may name a function
     (cases queryset) -> {"due": n, "on_time": n, "source": text} backed by the agreements'
     follow-up records; without one, the figure comes from the case events: an agreement counts
@@ -228,25 +232,11 @@ def agreement_performance(cases: QuerySet[Case], now: datetime) -> dict[str, Any
     dotted = getattr(settings, "STATS_AGREEMENT_PERFORMANCE", "")
     if dotted:
         module, _sep, name = dotted.rpartition(".")
-        figures = dict(getattr(importlib.import_module(module), name)(cases))
+        figures = dict(getattr(importlib.import_module(module), name)(scope.cases()))
     else:
-        done = CaseEvent.objects.filter(
-            case__in=cases,
-            kind="transition",
-            from_status=Status.AGREED,
-            to_status=Status.FOLLOWED_UP,
-        ).aggregate(
-            done=Count("pk"),
-            on_time=Count(
-                "pk",
-                filter=Q(data__on_time=True)
-                & (Q(data__fulfilled__isnull=True) | Q(data__fulfilled=True)),
-            ),
-        )
-        late_open = cases.filter(status=Status.AGREED, stage_deadline__lt=now).count()
         figures = {
-            "due": done["done"] + late_open,
-            "on_time": done["on_time"],
+            "due": (overall["follow_ups"] or 0) + open_late.get(Status.AGREED, 0),
+            "on_time": overall["kept"] or 0,
             "source": _("follow-up visits recorded in the case events"),
         }
     figures["rate"] = _rate(figures["on_time"], figures["due"])
@@ -266,12 +256,12 @@ def _rating_model():
     return None
 
 
-def satisfaction(cases: QuerySet[Case]) -> dict[str, Any]:
+def satisfaction(scope: Scope) -> dict[str, Any]:
     """Average rating of the mediations by the parties; {"available": False} without ratings."""
     model = _rating_model()
     if model is None:
         return {"available": False, "by_expert": {}}
-    ratings = model.objects.filter(case__in=cases)
+    ratings = model.objects.filter(case__in=scope.cases().values("pk"))
     overall = ratings.aggregate(avg=Avg("score"), n=Count("pk"))
     by_expert: dict[int, dict[str, Any]] = {}
     if "expert" in {f.name for f in model._meta.get_fields()}:
@@ -288,59 +278,50 @@ def satisfaction(cases: QuerySet[Case]) -> dict[str, Any]:
 # --- the dashboard ------------------------------------------------------------------------------------------
 
 
-def on_time_by_stage(cases: QuerySet[Case], now: datetime) -> list[dict[str, Any]]:
-    left = (
-        CaseEvent.objects.filter(case__in=cases, kind="transition", data__has_key="on_time")
-        .values("from_status")
-        .annotate(total=Count("pk"), on_time=Count("pk", filter=Q(data__on_time=True)))
-        .order_by()
-    )
-    left_by = {r["from_status"]: r for r in left}
-    open_late = dict(
-        cases.filter(stage_deadline__lt=now)
-        .values_list("status")
-        .annotate(n=Count("pk"))
-        .order_by()
-    )
+def _on_time(overall: dict[str, Any], open_late: dict[str, int]) -> list[dict[str, Any]]:
     out = []
     for stage in TIMED_STAGES:
-        row = left_by.get(stage, {"total": 0, "on_time": 0})
-        late_now = open_late.get(stage, 0)
-        whole = row["total"] + late_now
+        on_time = overall[f"{stage.value}_on_time"] or 0
+        late_left = overall[f"{stage.value}_late"] or 0
+        late_now = open_late.get(stage.value, 0)
+        whole = on_time + late_left + late_now
         out.append(
             {
-                "stage": stage,
-                "label": Status(stage).label,
-                "on_time": row["on_time"],
-                "late": whole - row["on_time"],
+                "stage": stage.value,
+                "label": stage.label,
+                "on_time": on_time,
+                "late": late_left + late_now,
                 "open_late": late_now,
-                "rate": _rate(row["on_time"], whole),
+                "rate": _rate(on_time, whole),
             }
         )
     return out
 
 
-def dashboard(cases: QuerySet[Case], *, now: datetime | None = None) -> dict[str, Any]:
-    """Every figure of the coordinators' dashboard for the given (already scoped) cases."""
+def dashboard(scope: Scope, *, now: datetime | None = None) -> dict[str, Any]:
+    """Every figure of the coordinators' dashboard for the scope."""
     now = now or timezone.now()
     tz = ZoneInfo(settings.TIME_ZONE)
-    base = cases.order_by()
-    status_counts = dict(base.values_list("status").annotate(n=Count("pk")))
-    category_counts = dict(base.values_list("category").annotate(n=Count("pk")))
-    community_rows = (
-        base.values("community_id", "community__name").annotate(n=Count("pk")).order_by("-n")
+    cases = scope.cases()
+    status_counts = dict(cases.values_list("status").annotate(n=Count("pk")))
+    category_counts = dict(cases.values_list("category").annotate(n=Count("pk")))
+    community_rows = list(
+        cases.values("community_id", "community__name").annotate(n=Count("pk")).order_by("-n")
     )
-    month_rows = (
-        base.annotate(month=TruncMonth("created_at", tzinfo=tz))
+    month_rows = list(
+        cases.annotate(month=TruncMonth("created_at", tzinfo=tz))
         .values("month")
         .annotate(n=Count("pk"))
         .order_by("month")
     )
-    facts = _shape_facts(_facts(base, per_expert=False)[0])
-    sat = satisfaction(base)
+    open_late = dict(
+        cases.filter(stage_deadline__lt=now).values_list("status").annotate(n=Count("pk"))
+    )
+    overall, expert_rows = _figure_rows(scope)
+    sat = satisfaction(scope)
     experts = []
-    for row in _facts(base, per_expert=True):
-        shaped = _shape_facts(row)
+    for row in sorted(expert_rows, key=lambda r: (-r["moved"], r["expert_id"])):
+        shaped = _shape(row, total=row["moved"])
         shaped["name"] = row["display_name"] or row["username"]
         shaped["rating"] = sat["by_expert"].get(row["expert_id"])
         experts.append(shaped)
@@ -365,9 +346,9 @@ def dashboard(cases: QuerySet[Case], *, now: datetime | None = None) -> dict[str
             }
             for r in month_rows
         ],
-        "facts": facts,
-        "on_time": on_time_by_stage(base, now),
-        "performance": agreement_performance(base, now),
+        "facts": _shape(overall, total=sum(status_counts.values())),
+        "on_time": _on_time(overall, open_late),
+        "performance": agreement_performance(scope, overall, open_late),
         "satisfaction": sat,
         "experts": experts,
     }
@@ -393,13 +374,14 @@ def chart_data(board: dict[str, Any]) -> dict[str, Any]:
 
 def public_headline(*, year: int | None = None) -> dict[str, Any]:
     """Anonymised platform-wide figures for the public page: counts and rates only."""
-    cases = Case.objects.all()
+    period = Period()
     if year:
         tz = ZoneInfo(settings.TIME_ZONE)
-        cases = _in_period(
-            cases,
-            Period(datetime(year, 1, 1, tzinfo=tz), datetime(year + 1, 1, 1, tzinfo=tz)),
-        )
-    facts = _shape_facts(_facts(cases.order_by(), per_expert=False)[0])
-    facts["communities"] = Community.objects.filter(cases__in=cases).distinct().count()
+        period = Period(datetime(year, 1, 1, tzinfo=tz), datetime(year + 1, 1, 1, tzinfo=tz))
+    scope = Scope(community_ids=None, period=period)
+    overall, _experts = _figure_rows(scope)
+    facts = _shape(overall, total=scope.cases().count())
+    facts["communities"] = Community.objects.filter(
+        pk__in=scope.cases().values("community_id")
+    ).count()
     return facts
