@@ -88,7 +88,8 @@ def load(n_cases: int) -> None:
     from django.conf import settings
     from django.db import connection, transaction
 
-    from accounts.models import Community, CoordinatorPost, Street, User
+    from accounts.models import Community, CoordinatorPost, Role, Street, User
+    from accounts.services import role_grant
     from mediation_room.lifecycle import add_working_days
     from mediation_room.models import Case, CaseEvent, Category
 
@@ -109,6 +110,8 @@ def load(n_cases: int) -> None:
         street_coordinator = User.objects.create(username="bench-street", display_name="街道")
         CoordinatorPost.objects.create(user=street_coordinator, street=streets[0])
         city = User.objects.create(username="bench-city", display_name="全区")
+        for user in (street_coordinator, city):
+            role_grant(user=user, role=Role.COORDINATOR)
         CoordinatorPost.objects.bulk_create([CoordinatorPost(user=city, street=s) for s in streets])
     endings = [e for e, _ in ENDINGS]
     weights = [w for _, w in ENDINGS]
@@ -159,12 +162,20 @@ def load(n_cases: int) -> None:
                 case_rows, event_rows = [], []
         events += _copy(raw, Case, case_cols, case_rows, CaseEvent, event_cols, event_rows)
         cursor.execute(
-            f"SELECT setval(pg_get_serial_sequence('{Case._meta.db_table}', 'id'), "
-            f"(SELECT MAX(id) FROM {Case._meta.db_table}))"
+            "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)",
+            [Case._meta.db_table, first_id + n_cases - 1],
         )
+    print(f"loaded {n_cases:,} cases and {events:,} events in {time.perf_counter() - t:.1f} s")
+    from mediation_room.supervision.figures import figures_rebuild
+
+    t = time.perf_counter()
+    rows = figures_rebuild()
+    print(
+        f"statistics projection rebuilt from the events: {rows:,} rows in "
+        f"{time.perf_counter() - t:.1f} s"
+    )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
-    print(f"loaded {n_cases:,} cases and {events:,} events in {time.perf_counter() - t:.1f} s")
 
 
 def _copy(raw, case_model, case_cols, case_rows, event_model, event_cols, event_rows) -> int:
@@ -189,14 +200,13 @@ def time_dashboard(user, label: str, repeat: int = 7) -> None:
 
     from mediation_room.supervision import statistics
 
-    cases = statistics.scoped_cases(user)
-    n = cases.count()
-    statistics.dashboard(cases)  # warm caches
+    n = statistics.coordinator_scope(user).cases().count()
+    statistics.dashboard(statistics.coordinator_scope(user))  # warm caches
     times = []
     for _ in range(repeat):
         with CaptureQueriesContext(connection) as queries:
             t = time.perf_counter()
-            statistics.dashboard(cases)
+            statistics.dashboard(statistics.coordinator_scope(user))
             times.append(time.perf_counter() - t)
     per_query = sorted(((float(q["time"]), q["sql"][:70]) for q in queries), reverse=True)
     print(
@@ -225,7 +235,7 @@ def time_dashboard(user, label: str, repeat: int = 7) -> None:
 def time_export(user) -> None:
     from mediation_room.supervision import exports, statistics
 
-    cases = statistics.scoped_cases(user)
+    cases = statistics.coordinator_scope(user).cases()
     total = cases.count()
 
     t = time.perf_counter()
@@ -253,6 +263,22 @@ def time_export(user) -> None:
         )
 
 
+def calibrate() -> None:
+    """How busy the machine is, so that the figures below can be read in context."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        t = time.perf_counter()
+        cursor.execute("SELECT count(*) FROM generate_series(1, 1000000)")
+        cursor.fetchone()
+        spent = time.perf_counter() - t
+    load = os.getloadavg()[0]
+    print(
+        f"machine: {os.cpu_count()} cores, load average {load:.1f}; "
+        f"calibration (count a million rows in PostgreSQL): {spent * 1000:.0f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=100_000)
@@ -267,11 +293,16 @@ def main() -> None:
         ensure_database()
     setup_django()
     from accounts.models import User
-    from mediation_room.models import Case
+    from mediation_room.models import Case, CaseFigures
 
     if not Case.objects.exists():
         load(args.cases)
+    elif not CaseFigures.objects.exists():
+        from mediation_room.supervision.figures import figures_rebuild
+
+        figures_rebuild()
     print(f"{Case.objects.count():,} cases in {DB_NAME}")
+    calibrate()
     time_dashboard(User.objects.get(username="bench-street"), "one street")
     time_dashboard(User.objects.get(username="bench-city"), "every street")
     time_export(User.objects.get(username="bench-city"))

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from django.apps import apps
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Avg, Count, QuerySet
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
@@ -48,16 +48,17 @@ class Period:
 
 @dataclass(frozen=True)
 class Scope:
-    """Which cases the figures are about: registered in `period`, in `community_ids`
-    (None = every community, for the public page)."""
+    """Which cases the figures are about: registered in `period`, in the communities of the
+    `communities` queryset (None = every community, for the public page). The queryset is used
+    as a subquery, so a scope costs no query of its own."""
 
-    community_ids: tuple[int, ...] | None
+    communities: QuerySet[Community] | None
     period: Period = field(default_factory=Period)
 
     def cases(self) -> QuerySet[Case]:
         qs = Case.objects.all()
-        if self.community_ids is not None:
-            qs = qs.filter(community_id__in=self.community_ids)
+        if self.communities is not None:
+            qs = qs.filter(community_id__in=self.communities.values("pk"))
         if self.period.start:
             qs = qs.filter(created_at__gte=self.period.start)
         if self.period.end:
@@ -67,9 +68,10 @@ class Scope:
     def figures_where(self, alias: str = "f") -> tuple[str, list[Any]]:
         """SQL condition (and params) selecting the scope's rows of CaseFigures."""
         clauses, params = ["TRUE"], []
-        if self.community_ids is not None:
-            clauses.append(f"{alias}.community_id = ANY(%s)")
-            params.append(list(self.community_ids))
+        if self.communities is not None:
+            sub, sub_params = self.communities.order_by().values("pk").query.sql_with_params()
+            clauses.append(f"{alias}.community_id IN ({sub})")
+            params.extend(sub_params)
         if self.period.start:
             clauses.append(f"{alias}.registered_at >= %s")
             params.append(self.period.start)
@@ -80,8 +82,8 @@ class Scope:
 
     def figures(self) -> QuerySet[CaseFigures]:
         qs = CaseFigures.objects.all()
-        if self.community_ids is not None:
-            qs = qs.filter(community_id__in=self.community_ids)
+        if self.communities is not None:
+            qs = qs.filter(community_id__in=self.communities.values("pk"))
         if self.period.start:
             qs = qs.filter(registered_at__gte=self.period.start)
         if self.period.end:
@@ -92,12 +94,12 @@ class Scope:
 def coordinator_scope(
     user: User, *, community_id: int | None = None, period: Period | None = None
 ) -> Scope:
-    """The scope a coordinator may count: their communities only (one query). Asking for a
-    community outside them gives an empty scope, never that community's figures."""
-    ids = tuple(communities_for_coordinator(user).values_list("pk", flat=True).order_by("pk"))
+    """The scope a coordinator may count: their communities only. Asking for a community
+    outside them gives an empty scope, never that community's figures."""
+    communities = communities_for_coordinator(user)
     if community_id:
-        ids = (community_id,) if community_id in ids else ()
-    return Scope(community_ids=ids, period=period or Period())
+        communities = communities.filter(pk=community_id)
+    return Scope(communities=communities, period=period or Period())
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -114,15 +116,19 @@ SUM_COLUMNS = [f"{stage.value}_{kind}" for stage in TIMED_STAGES for kind in ("o
 
 
 def _figures_postgres(scope: Scope) -> list[dict[str, Any]]:
+    """Two passes over the scope's rows of CaseFigures: the overall figures with exact medians,
+    and per mediator counts with the mean time to agreement (hash-aggregated: no sort)."""
     where, params = scope.figures_where("f")
     sums = ", ".join(f"SUM(f.{col}) AS {col}" for col in SUM_COLUMNS)
-    sql = f"""
-        SELECT GROUPING(f.expert_id) = 1 AS overall, f.expert_id,
-               MAX(u.display_name) AS display_name, MAX(u.username) AS username,
-               COUNT(*) AS moved,
-               COUNT(*) FILTER (WHERE f.outcome = 'agreed') AS agreed,
-               COUNT(*) FILTER (WHERE f.outcome = 'not_agreed') AS not_agreed,
-               COUNT(*) FILTER (WHERE f.outcome = 'withdrawn') AS withdrawn,
+    counts = """
+        COUNT(*) AS moved,
+        COUNT(*) FILTER (WHERE f.outcome = 'agreed') AS agreed,
+        COUNT(*) FILTER (WHERE f.outcome = 'not_agreed') AS not_agreed,
+        COUNT(*) FILTER (WHERE f.outcome = 'withdrawn') AS withdrawn
+    """
+    table = CaseFigures._meta.db_table
+    overall_sql = f"""
+        SELECT TRUE AS overall, NULL AS expert_id, {counts},
                percentile_cont(0.5) WITHIN GROUP (ORDER BY f.seconds_to_accept) AS to_accept,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY f.seconds_to_hearing) AS to_hearing,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY f.seconds_to_agreement)
@@ -130,15 +136,27 @@ def _figures_postgres(scope: Scope) -> list[dict[str, Any]]:
                {sums},
                COUNT(f.agreement_kept) AS follow_ups,
                COUNT(*) FILTER (WHERE f.agreement_kept) AS kept
-          FROM {CaseFigures._meta.db_table} f
-          LEFT JOIN {User._meta.db_table} u ON u.id = f.expert_id
+          FROM {table} f
          WHERE {where}
-         GROUP BY GROUPING SETS ((), (f.expert_id))
     """  # noqa: S608 - our own table and column names; values are parameters
+    experts_sql = f"""
+        SELECT FALSE AS overall, g.*, u.display_name, u.username FROM (
+            SELECT f.expert_id, {counts},
+                   NULL::float AS to_accept, NULL::float AS to_hearing,
+                   AVG(f.seconds_to_agreement) AS to_agreement
+              FROM {table} f
+             WHERE {where} AND f.expert_id IS NOT NULL
+             GROUP BY f.expert_id
+        ) g
+        LEFT JOIN {User._meta.db_table} u ON u.id = g.expert_id
+    """  # noqa: S608 - our own table and column names; values are parameters
+    rows = []
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        cols = [c.name for c in cursor.description]
-        return [dict(zip(cols, row, strict=True)) for row in cursor.fetchall()]
+        for sql in (overall_sql, experts_sql):
+            cursor.execute(sql, params)
+            cols = [c.name for c in cursor.description]
+            rows.extend(dict(zip(cols, row, strict=True)) for row in cursor.fetchall())
+    return rows
 
 
 def _figures_python(scope: Scope) -> list[dict[str, Any]]:
@@ -157,10 +175,12 @@ def _figures_python(scope: Scope) -> list[dict[str, Any]]:
         )
     )
 
-    def summary(group: list[dict[str, Any]]) -> dict[str, Any]:
+    def summary(group: list[dict[str, Any]], *, mean: bool = False) -> dict[str, Any]:
         def med(key: str) -> float | None:
             values = [r[key] for r in group if r[key] is not None]
-            return pystats.median(values) if values else None
+            if not values:
+                return None
+            return pystats.mean(values) if mean else pystats.median(values)
 
         out = {
             "moved": len(group),
@@ -188,7 +208,7 @@ def _figures_python(scope: Scope) -> list[dict[str, Any]]:
                 "expert_id": expert_id,
                 "display_name": group[0]["expert__display_name"],
                 "username": group[0]["expert__username"],
-                **summary(group),
+                **summary(group, mean=True),
             }
         )
     return result
@@ -298,26 +318,95 @@ def _on_time(overall: dict[str, Any], open_late: dict[str, int]) -> list[dict[st
     return out
 
 
+def _breakdowns_postgres(scope: Scope, now: datetime) -> dict[str, list[tuple[Any, int]]]:
+    """Cases by status, category, community and month, and open stages past their deadline
+    by status: one pass over the scope's cases."""
+    cases_sql, params = (
+        scope.cases()
+        .values("status", "category", "community_id", "created_at", "stage_deadline")
+        .query.sql_with_params()
+    )
+    sql = f"""
+        SELECT GROUPING(c.status) = 0 AS by_status, GROUPING(c.category) = 0 AS by_category,
+               GROUPING(c.community_id) = 0 AS by_community,
+               c.status, c.category, c.community_id,
+               date_trunc('month', c.created_at AT TIME ZONE %s) AS month,
+               COUNT(*) AS n,
+               COUNT(*) FILTER (WHERE c.stage_deadline < %s) AS late
+          FROM ({cases_sql}) c
+         GROUP BY GROUPING SETS ((c.status), (c.category), (c.community_id),
+                                 (date_trunc('month', c.created_at AT TIME ZONE %s)))
+    """  # noqa: S608 - Django-compiled SQL of our own queryset; values are parameters
+    out: dict[str, list[tuple[Any, int]]] = {
+        "status": [],
+        "category": [],
+        "community": [],
+        "month": [],
+        "late": [],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [settings.TIME_ZONE, now, *params, settings.TIME_ZONE])
+        for (
+            by_status,
+            by_category,
+            by_community,
+            status,
+            category,
+            community,
+            month,
+            n,
+            late,
+        ) in cursor.fetchall():
+            if by_status:
+                out["status"].append((status, n))
+                out["late"].append((status, late))
+            elif by_category:
+                out["category"].append((category, n))
+            elif by_community:
+                out["community"].append((community, n))
+            else:
+                out["month"].append((month, n))
+    return out
+
+
+def _breakdowns_orm(scope: Scope, now: datetime) -> dict[str, list[tuple[Any, int]]]:
+    tz = ZoneInfo(settings.TIME_ZONE)
+    cases = scope.cases()
+    return {
+        "status": list(cases.values_list("status").annotate(n=Count("pk"))),
+        "category": list(cases.values_list("category").annotate(n=Count("pk"))),
+        "community": list(cases.values_list("community_id").annotate(n=Count("pk"))),
+        "month": list(
+            cases.annotate(month=TruncMonth("created_at", tzinfo=tz))
+            .values_list("month")
+            .annotate(n=Count("pk"))
+        ),
+        "late": list(
+            cases.filter(stage_deadline__lt=now).values_list("status").annotate(n=Count("pk"))
+        ),
+    }
+
+
 def dashboard(scope: Scope, *, now: datetime | None = None) -> dict[str, Any]:
     """Every figure of the coordinators' dashboard for the scope."""
     now = now or timezone.now()
-    tz = ZoneInfo(settings.TIME_ZONE)
-    cases = scope.cases()
-    status_counts = dict(cases.values_list("status").annotate(n=Count("pk")))
-    category_counts = dict(cases.values_list("category").annotate(n=Count("pk")))
-    community_rows = list(
-        cases.values("community_id", "community__name").annotate(n=Count("pk")).order_by("-n")
+    if connection.vendor == "postgresql":
+        with transaction.atomic(), connection.cursor() as cursor:
+            # The breakdowns and medians sort the scope's rows; keep that in memory.
+            cursor.execute("SET LOCAL work_mem = '64MB'")
+            parts = _breakdowns_postgres(scope, now)
+            overall, expert_rows = _figure_rows(scope)
+    else:
+        parts = _breakdowns_orm(scope, now)
+        overall, expert_rows = _figure_rows(scope)
+    status_counts = dict(parts["status"])
+    category_counts = dict(parts["category"])
+    open_late = {status: n for status, n in parts["late"] if n}
+    names = dict(
+        Community.objects.filter(pk__in=[c for c, _n in parts["community"]]).values_list(
+            "pk", "name"
+        )
     )
-    month_rows = list(
-        cases.annotate(month=TruncMonth("created_at", tzinfo=tz))
-        .values("month")
-        .annotate(n=Count("pk"))
-        .order_by("month")
-    )
-    open_late = dict(
-        cases.filter(stage_deadline__lt=now).values_list("status").annotate(n=Count("pk"))
-    )
-    overall, expert_rows = _figure_rows(scope)
     sat = satisfaction(scope)
     experts = []
     for row in sorted(expert_rows, key=lambda r: (-r["moved"], r["expert_id"])):
@@ -325,6 +414,7 @@ def dashboard(scope: Scope, *, now: datetime | None = None) -> dict[str, Any]:
         shaped["name"] = row["display_name"] or row["username"]
         shaped["rating"] = sat["by_expert"].get(row["expert_id"])
         experts.append(shaped)
+    months = sorted((m.strftime("%Y-%m"), n) for m, n in parts["month"])
     return {
         "now": now,
         "by_status": [
@@ -335,17 +425,10 @@ def dashboard(scope: Scope, *, now: datetime | None = None) -> dict[str, Any]:
             for c in Category
         ],
         "by_community": [
-            {"key": r["community_id"], "label": r["community__name"], "n": r["n"]}
-            for r in community_rows
+            {"key": pk, "label": names.get(pk, str(pk)), "n": n}
+            for pk, n in sorted(parts["community"], key=lambda r: (-r[1], r[0]))
         ],
-        "by_month": [
-            {
-                "key": r["month"].strftime("%Y-%m"),
-                "label": r["month"].strftime("%Y-%m"),
-                "n": r["n"],
-            }
-            for r in month_rows
-        ],
+        "by_month": [{"key": m, "label": m, "n": n} for m, n in months],
         "facts": _shape(overall, total=sum(status_counts.values())),
         "on_time": _on_time(overall, open_late),
         "performance": agreement_performance(scope, overall, open_late),
@@ -378,7 +461,7 @@ def public_headline(*, year: int | None = None) -> dict[str, Any]:
     if year:
         tz = ZoneInfo(settings.TIME_ZONE)
         period = Period(datetime(year, 1, 1, tzinfo=tz), datetime(year + 1, 1, 1, tzinfo=tz))
-    scope = Scope(community_ids=None, period=period)
+    scope = Scope(communities=None, period=period)
     overall, _experts = _figure_rows(scope)
     facts = _shape(overall, total=scope.cases().count())
     facts["communities"] = Community.objects.filter(

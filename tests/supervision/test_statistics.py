@@ -166,7 +166,8 @@ def test_dashboard_page_and_its_query_count_is_constant(data, client, django_ass
             client.get(url)
         assert len(large) == len(small)
 
-        # communities in scope, 4 breakdowns, open overdue stages, the figures (+ 2 ratings)
+        # savepoint, SET LOCAL, the breakdowns, overall and per-mediator figures, release,
+        # community names; when the voting app rates mediations, 2 more for the ratings
         expected = 7 + (2 if statistics._rating_model() is not None else 0)
         with django_assert_num_queries(expected):
             statistics.dashboard(statistics.coordinator_scope(data["street1"]))
