@@ -10,7 +10,9 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from django.db.models import QuerySet
+from django.conf import settings
+from django.db import connection
+from django.db.models import CharField, Func, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -34,20 +36,42 @@ def export_header() -> list[str]:
     ]
 
 
+class _LocalMinute(Func):
+    """A timestamp as local "YYYY-MM-DD HH:MM" text, formatted by PostgreSQL: parsing every
+    timestamp into Python and formatting it again is most of an export's time."""
+
+    output_field = CharField()
+
+    def as_sql(self, compiler, connection, **extra_context):  # pragma: no cover - never used
+        raise NotImplementedError("PostgreSQL only")
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        sql, params = compiler.compile(self.source_expressions[0])
+        return (
+            f"to_char({sql} AT TIME ZONE %s, 'YYYY-MM-DD HH24:MI')",
+            [*params, settings.TIME_ZONE],
+        )
+
+
+TIME_FIELDS = (
+    "created_at",
+    "figures__accepted_at",
+    "figures__hearing_at",
+    "figures__agreed_at",
+    "stage_deadline",
+)
+
+
 def export_rows(cases: QuerySet[Case]) -> Iterator[list[str]]:
     """One list of strings per case, oldest first, read in chunks from a server-side cursor.
     No phone numbers: the mediator appears by display name only."""
-    rows = cases.order_by("pk").values_list(
-        "tracking_number",
-        "category",
-        "community__name",
-        "status",
-        "created_at",
-        "figures__accepted_at",
-        "figures__hearing_at",
-        "figures__agreed_at",
-        "expert__display_name",
-        "stage_deadline",
+    in_sql = connection.vendor == "postgresql"
+    rows = cases.order_by("pk")
+    if in_sql:
+        rows = rows.annotate(**{f"t{i}": _LocalMinute(name) for i, name in enumerate(TIME_FIELDS)})
+    times = [f"t{i}" for i in range(len(TIME_FIELDS))] if in_sql else list(TIME_FIELDS)
+    rows = rows.values_list(
+        "tracking_number", "category", "community__name", "status", "expert__display_name", *times
     )
     # Labels and the time zone resolved once, not per row: the export is CPU-bound in Python.
     categories = {value: str(label) for value, label in Category.choices}
@@ -55,9 +79,11 @@ def export_rows(cases: QuerySet[Case]) -> Iterator[list[str]]:
     tz = timezone.get_current_timezone()
 
     def local(value) -> str:
+        if in_sql:
+            return value or ""
         return value.astimezone(tz).strftime("%Y-%m-%d %H:%M") if value else ""
 
-    for number, category, community, status, reg, acc, hear, agr, expert, deadline in rows.iterator(
+    for number, category, community, status, expert, reg, acc, hear, agr, deadline in rows.iterator(
         chunk_size=CHUNK
     ):
         yield [

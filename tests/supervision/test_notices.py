@@ -128,6 +128,7 @@ def test_notice_page_is_hidden_from_strangers(client, matched_case, coordinator,
 def test_issue_notice_page(client, matched_case, coordinator, expert):
     client.force_login(coordinator)
     url = f"/supervision/cases/{matched_case.tracking_number}/notice/"
+    assert url in client.get(f"/cases/{matched_case.tracking_number}/").content.decode()
     assert client.get(url).status_code == 200
     due = (timezone.localtime() + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M")
 
@@ -137,3 +138,11 @@ def test_issue_notice_page(client, matched_case, coordinator, expert):
     assert SupervisionNotice.objects.get().to_user == expert
     forged = client.post(url, {"to_user": 999999, "text": "请推进", "due": due})
     assert forged.status_code == 400
+
+
+def test_parties_cannot_issue_notices(client, matched_case):
+    applicant = matched_case.parties.get(role="applicant").user
+    client.force_login(applicant)
+    url = f"/supervision/cases/{matched_case.tracking_number}/notice/"
+    assert url not in client.get(f"/cases/{matched_case.tracking_number}/").content.decode()
+    assert client.get(url).status_code == 404
