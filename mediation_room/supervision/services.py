@@ -10,6 +10,7 @@ from datetime import datetime
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
@@ -61,9 +62,16 @@ def supervision_scan(*, now: datetime | None = None) -> ScanResult:
     unique constraint (case, stage entry, level); notifications carry dedupe keys."""
     now = now or timezone.now()
     result = ScanResult()
+    # Cases already escalated for their current stage have nothing left to announce.
+    escalated = SupervisionAlert.objects.filter(
+        case=OuterRef("pk"),
+        stage_entered_at=OuterRef("status_changed_at"),
+        level=SupervisionAlert.Level.ESCALATED,
+    )
     candidates = (
         Case.objects.filter(stage_deadline__lt=now)
         .exclude(status__in=TERMINAL)
+        .exclude(Exists(escalated))
         .values_list("pk", flat=True)
         .order_by("pk")
     )

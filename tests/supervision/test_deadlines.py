@@ -56,3 +56,14 @@ def test_transition_records_the_deadline_of_the_stage_left(db, coordinator, comm
     assert datetime.fromisoformat(event.data["stage_deadline"]) == datetime(
         2026, 3, 3, 9, 0, tzinfo=SHANGHAI
     )
+
+
+def test_rules_are_editable_in_the_admin(admin_client):
+    response = admin_client.post(
+        "/admin/mediation_room/stagedeadlinerule/add/",
+        {"category": "family", "status": "accepted", "working_days": 2, "escalate_after_days": 1},
+    )
+    assert response.status_code == 302
+    assert lifecycle.stage_rule("accepted", "family") == (2, 1)
+    assert admin_client.get("/admin/mediation_room/stagedeadlinerule/").status_code == 200
+    assert admin_client.get("/admin/django_celery_beat/periodictask/").status_code == 200
