@@ -91,7 +91,8 @@ ASGI_APPLICATION = "asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Our templates first, so that they override allauth's layouts.
+        "DIRS": [BASE_DIR / "frontend" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -143,7 +144,7 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://localhost/")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_EAGER", not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -169,7 +170,15 @@ LOGOUT_REDIRECT_URL = "frontend:home"
 
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
 ACCOUNT_LOGIN_METHODS = {"phone", "email"}
-ACCOUNT_SIGNUP_FIELDS = ["phone*"]
+# The password is optional: residents never set one (they sign in with a code), staff do (email +
+# password, then TOTP); keeping the field makes allauth's login form take a password.
+# The number is required by our signup form (accounts.forms.SignupExtraForm) rather than here, so
+# that staff accounts without a number can still sign in with email + password.
+ACCOUNT_SIGNUP_FIELDS = ["phone", "password1"]
+# allauth warns when no login method is a required signup field; ours is, one level up (above).
+SILENCED_SYSTEM_CHECKS = ["account.W001"]
+ACCOUNT_USER_DISPLAY = "accounts.models.user_display"
+ACCOUNT_SIGNUP_FORM_CLASS = "accounts.forms.SignupExtraForm"
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_PHONE_VERIFICATION_ENABLED = True
 ACCOUNT_LOGIN_BY_CODE_ENABLED = True
@@ -290,5 +299,7 @@ LOGGING = {
         "django.channels.server": {"level": "WARNING"},
         "aioice": {"level": "WARNING"},
         "aiortc": {"level": "WARNING"},
+        # One line per task at INFO is useful from a worker, noise from inline (eager) tasks.
+        "celery.app.trace": {"level": "WARNING" if CELERY_TASK_ALWAYS_EAGER else "INFO"},
     },
 }
