@@ -25,8 +25,9 @@ from zoneinfo import ZoneInfo
 
 from django.apps import apps
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
-from django.db.models import Avg, Count, QuerySet
+from django.db.models import Avg, Count, Exists, OuterRef, QuerySet
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -48,17 +49,19 @@ class Period:
 
 @dataclass(frozen=True)
 class Scope:
-    """Which cases the figures are about: registered in `period`, in the communities of the
-    `communities` queryset (None = every community, for the public page). The queryset is used
-    as a subquery, so a scope costs no query of its own."""
+    """Which cases the figures are about: registered in `period`, in the communities
+    `community_ids` (None = every community: no filter at all, which is also the fastest)."""
 
-    communities: QuerySet[Community] | None
+    community_ids: tuple[int, ...] | None
     period: Period = field(default_factory=Period)
+    # Community names by id, fetched with the scope so that the breakdown by community needs
+    # no query of its own.
+    names: dict[int, str] = field(default_factory=dict, compare=False)
 
     def cases(self) -> QuerySet[Case]:
         qs = Case.objects.all()
-        if self.communities is not None:
-            qs = qs.filter(community_id__in=self.communities.values("pk"))
+        if self.community_ids is not None:
+            qs = qs.filter(community_id__in=self.community_ids)
         if self.period.start:
             qs = qs.filter(created_at__gte=self.period.start)
         if self.period.end:
@@ -68,10 +71,9 @@ class Scope:
     def figures_where(self, alias: str = "f") -> tuple[str, list[Any]]:
         """SQL condition (and params) selecting the scope's rows of CaseFigures."""
         clauses, params = ["TRUE"], []
-        if self.communities is not None:
-            sub, sub_params = self.communities.order_by().values("pk").query.sql_with_params()
-            clauses.append(f"{alias}.community_id IN ({sub})")
-            params.extend(sub_params)
+        if self.community_ids is not None:
+            clauses.append(f"{alias}.community_id = ANY(%s)")
+            params.append(list(self.community_ids))
         if self.period.start:
             clauses.append(f"{alias}.registered_at >= %s")
             params.append(self.period.start)
@@ -82,8 +84,8 @@ class Scope:
 
     def figures(self) -> QuerySet[CaseFigures]:
         qs = CaseFigures.objects.all()
-        if self.communities is not None:
-            qs = qs.filter(community_id__in=self.communities.values("pk"))
+        if self.community_ids is not None:
+            qs = qs.filter(community_id__in=self.community_ids)
         if self.period.start:
             qs = qs.filter(registered_at__gte=self.period.start)
         if self.period.end:
@@ -94,12 +96,20 @@ class Scope:
 def coordinator_scope(
     user: User, *, community_id: int | None = None, period: Period | None = None
 ) -> Scope:
-    """The scope a coordinator may count: their communities only. Asking for a community
-    outside them gives an empty scope, never that community's figures."""
-    communities = communities_for_coordinator(user)
+    """The scope a coordinator may count: their communities only (one query, which also
+    brings the communities' names). Asking for a community outside them gives an empty scope,
+    never that community's figures. A coordinator of every community gets an unfiltered scope."""
+    mine = communities_for_coordinator(user)
     if community_id:
-        communities = communities.filter(pk=community_id)
-    return Scope(communities=communities, period=period or Period())
+        mine = mine.filter(pk=community_id)
+    rows = Community.objects.annotate(mine=Exists(mine.filter(pk=OuterRef("pk")))).values_list(
+        "pk", "name", "mine"
+    )
+    rows = list(rows)
+    ids = tuple(pk for pk, _name, is_mine in rows if is_mine)
+    names = {pk: name for pk, name, is_mine in rows if is_mine}
+    everything = bool(rows) and len(ids) == len(rows)
+    return Scope(community_ids=None if everything else ids, period=period or Period(), names=names)
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -321,11 +331,14 @@ def _on_time(overall: dict[str, Any], open_late: dict[str, int]) -> list[dict[st
 def _breakdowns_postgres(scope: Scope, now: datetime) -> dict[str, list[tuple[Any, int]]]:
     """Cases by status, category, community and month, and open stages past their deadline
     by status: one pass over the scope's cases."""
-    cases_sql, params = (
-        scope.cases()
-        .values("status", "category", "community_id", "created_at", "stage_deadline")
-        .query.sql_with_params()
-    )
+    try:
+        cases_sql, params = (
+            scope.cases()
+            .values("status", "category", "community_id", "created_at", "stage_deadline")
+            .query.sql_with_params()
+        )
+    except EmptyResultSet:  # a coordinator without communities: nothing to count
+        return {"status": [], "category": [], "community": [], "month": [], "late": []}
     sql = f"""
         SELECT GROUPING(c.status) = 0 AS by_status, GROUPING(c.category) = 0 AS by_category,
                GROUPING(c.community_id) = 0 AS by_community,
@@ -402,7 +415,7 @@ def dashboard(scope: Scope, *, now: datetime | None = None) -> dict[str, Any]:
     status_counts = dict(parts["status"])
     category_counts = dict(parts["category"])
     open_late = {status: n for status, n in parts["late"] if n}
-    names = dict(
+    names = scope.names or dict(
         Community.objects.filter(pk__in=[c for c, _n in parts["community"]]).values_list(
             "pk", "name"
         )
@@ -461,7 +474,7 @@ def public_headline(*, year: int | None = None) -> dict[str, Any]:
     if year:
         tz = ZoneInfo(settings.TIME_ZONE)
         period = Period(datetime(year, 1, 1, tzinfo=tz), datetime(year + 1, 1, 1, tzinfo=tz))
-    scope = Scope(communities=None, period=period)
+    scope = Scope(community_ids=None, period=period)
     overall, _experts = _figure_rows(scope)
     facts = _shape(overall, total=scope.cases().count())
     facts["communities"] = Community.objects.filter(

@@ -239,3 +239,14 @@ def test_figures_rebuilt_from_the_events_equal_the_live_ones(data):
     figures.CaseFigures.objects.all().delete()
     assert figures._rebuild_python() == 7  # the path the SQLite demo takes
     assert snapshot() == live
+
+
+def test_a_coordinator_of_every_community_counts_everything_unfiltered(data):
+    admin = User.objects.create_superuser(username="chief", email="chief@example.test")
+
+    scope = statistics.coordinator_scope(admin)
+    board = _board(admin)
+
+    assert scope.community_ids is None
+    assert (board["facts"]["total"], board["facts"]["agreed"]) == (8, 3)
+    assert {r["label"] for r in board["by_community"]} == {"A社区", "B社区", "C社区"}
