@@ -27,7 +27,7 @@ BASE = datetime(2027, 1, 4, 9, 0, tzinfo=SHANGHAI)  # a Monday
 JOBS = ("hearing_reminders", "supervision_scan")
 
 
-def _wait(condition, what: str, limit: float = 30.0) -> None:
+def _wait(condition, what: str, limit: float = 60.0) -> None:
     give_up = time.monotonic() + limit
     while not condition():
         if time.monotonic() > give_up:
