@@ -85,6 +85,8 @@ class CaseNumberAdmin(admin.ModelAdmin):
     list_display = ("year", "last")
 
 
+from .agreements import admin as agreements_admin  # noqa: E402, F401 (registers the models)
+
 # --- supervision (督办) ---------------------------------------------------------------------------------
 
 

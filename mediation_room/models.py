@@ -225,6 +225,18 @@ class Hearing(TimeStamped):
         return f"{self.case.tracking_number} @ {self.starts_at:%Y-%m-%d %H:%M}"
 
 
+# Agreement models live in their own module; importing them here registers them with the app.
+from .agreements.models import (  # noqa: E402, F401
+    Agreement,
+    AgreementComment,
+    AgreementSignature,
+    AgreementVersion,
+    FollowUp,
+    FollowUpAnswer,
+    LedgerHead,
+    SigningChallenge,
+)
+
 # --- supervision (督办): stage deadline rules, overrun alerts, supervision notices -----------------
 
 

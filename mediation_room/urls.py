@@ -1,20 +1,82 @@
 from django.urls import path
 
-from . import views_supervision as views
+from . import views_supervision as supervision_views
+from .agreements import views as agreement_views
 
 app_name = "mediation_room"
-urlpatterns = [
-    path("supervision/", views.supervision_list, name="supervision"),
-    path("supervision/notices/", views.notices_mine, name="notices_mine"),
-    path("supervision/notices/<int:pk>/", views.notice_detail, name="notice_detail"),
-    path("supervision/cases/<str:tracking_number>/notice/", views.notice_new, name="notice_new"),
+urlpatterns: list = [
+    path(
+        "cases/<str:tracking_number>/agreement/",
+        agreement_views.agreement_page,
+        name="agreement",
+    ),
+    path(
+        "cases/<str:tracking_number>/agreement/start/",
+        agreement_views.agreement_start,
+        name="agreement_start",
+    ),
+    path(
+        "cases/<str:tracking_number>/agreement/edit/",
+        agreement_views.agreement_edit,
+        name="agreement_edit",
+    ),
+    path(
+        "cases/<str:tracking_number>/agreement/versions/<int:number>/",
+        agreement_views.agreement_version,
+        name="agreement_version",
+    ),
+    path(
+        "cases/<str:tracking_number>/agreement/comment/",
+        agreement_views.agreement_comment,
+        name="agreement_comment",
+    ),
+    path(
+        "cases/<str:tracking_number>/agreement/submit/",
+        agreement_views.agreement_submit,
+        name="agreement_submit",
+    ),
+    path(
+        "cases/<str:tracking_number>/agreement/sign/",
+        agreement_views.agreement_sign,
+        name="agreement_sign",
+    ),
+    path(
+        "cases/<str:tracking_number>/agreement/refuse/",
+        agreement_views.agreement_refuse,
+        name="agreement_refuse",
+    ),
+    path(
+        "cases/<str:tracking_number>/agreement/pdf/",
+        agreement_views.agreement_pdf,
+        name="agreement_pdf",
+    ),
+    path(
+        "cases/<str:tracking_number>/agreement/judicial-confirmation.zip",
+        agreement_views.agreement_bundle,
+        name="agreement_bundle",
+    ),
+    path(
+        "cases/<str:tracking_number>/agreement/follow-up/<int:pk>/",
+        agreement_views.follow_up_page,
+        name="follow_up",
+    ),
+    path("verify/", agreement_views.verify, name="verify"),
+    path("verify/<str:code>/", agreement_views.verify, name="verify_code"),
+    path("supervision/", supervision_views.supervision_list, name="supervision"),
+    path("supervision/notices/", supervision_views.notices_mine, name="notices_mine"),
+    path("supervision/notices/<int:pk>/", supervision_views.notice_detail, name="notice_detail"),
+    path(
+        "supervision/cases/<str:tracking_number>/notice/",
+        supervision_views.notice_new,
+        name="notice_new",
+    ),
     path(
         "hearings/<str:public_id>/reschedule/",
-        views.hearing_reschedule_view,
+        supervision_views.hearing_reschedule_view,
         name="hearing_reschedule",
     ),
-    path("stats/", views.stats_dashboard, name="stats"),
-    path("stats/export.csv", views.stats_export_csv, name="stats_csv"),
-    path("stats/export.xlsx", views.stats_export_xlsx, name="stats_xlsx"),
-    path("stats/public/", views.stats_public, name="stats_public"),
+    path("stats/", supervision_views.stats_dashboard, name="stats"),
+    path("stats/export.csv", supervision_views.stats_export_csv, name="stats_csv"),
+    path("stats/export.xlsx", supervision_views.stats_export_xlsx, name="stats_xlsx"),
+    path("stats/public/", supervision_views.stats_public, name="stats_public"),
 ]

@@ -334,20 +334,35 @@ def supervision_notice_answer(
     return notice
 
 
+@transaction.atomic
 def supervision_open(*, case: Case, reason: str) -> SupervisionNotice | None:
     """The platform opens supervision of a case for `reason` (e.g. an agreement term not
-    fulfilled): a notice to the case's coordinator, answer due in two working days. Opening it
-    twice for the same reason gives the same notice. None when nobody coordinates the case."""
+    fulfilled): a "supervision_opened" CaseEvent, and a notice to the case's coordinator with the
+    answer due in two working days. Opening it twice for the same reason does nothing more and
+    gives the same notice. None when nobody coordinates the case."""
     reason = (reason or "").strip()[:MAX_TEXT] or _("Supervision opened.")
+    digest = hashlib.sha256(reason.encode()).hexdigest()[:24]
+    key = f"open:{case.pk}:{digest}"
+    existing = SupervisionNotice.objects.filter(key=key).first()
+    if existing is not None:
+        return existing
     coordinators = selectors.case_coordinators(case)
+    opened_before = case.events.filter(kind="supervision_opened", data__key=key).exists()
+    if not opened_before:
+        case_event_record(
+            case=case,
+            actor=None,
+            kind="supervision_opened",
+            note=reason,
+            data={"reason": reason, "key": key},
+        )
     if not coordinators:
         return None
-    digest = hashlib.sha256(reason.encode()).hexdigest()[:24]
     return supervision_notice_issue(
         case=case,
         issued_by=None,
         to_user=coordinators[0],
         text=reason,
         due=lifecycle.add_working_days(timezone.now(), 2),
-        key=f"open:{case.pk}:{digest}",
+        key=key,
     )

@@ -253,16 +253,49 @@ def _shape(row: dict[str, Any], *, total: int) -> dict[str, Any]:
 # --- pluggable sources: agreement performance and satisfaction -----------------------------------
 
 
-def agreement_performance(scope: Scope, overall: dict[str, Any], open_late: dict[str, int]):
+def _follow_up_model():
+    """The agreements' follow-up of each term (FollowUp), when that module is installed."""
+    try:
+        return apps.get_model("mediation_room", "FollowUp")
+    except LookupError:
+        return None
+
+
+def _performance_from_follow_ups(model, scope: Scope, now: datetime) -> dict[str, Any]:
+    """Terms of the agreements that have come due: fulfilled (the parties confirmed it when
+    asked on the due date) ÷ those settled (fulfilled, not fulfilled, or no answer)."""
+    states = model.State
+    rows = dict(
+        model.objects.filter(agreement__case__in=scope.cases().values("pk"), due_at__lte=now)
+        .values_list("state")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    settled = sum(rows.get(s, 0) for s in (states.FULFILLED, states.UNFULFILLED, states.UNANSWERED))
+    return {
+        "due": settled,
+        "on_time": rows.get(states.FULFILLED, 0),
+        "waiting": rows.get(states.ASKED, 0),
+        "source": _("the follow-up of each agreed term on its due date"),
+    }
+
+
+def agreement_performance(
+    scope: Scope, overall: dict[str, Any], open_late: dict[str, int], now: datetime
+):
     """Agreements fulfilled on time. settings.STATS_AGREEMENT_PERFORMANCE may name a function
-    (cases queryset) -> {"due": n, "on_time": n, "source": text} backed by the agreements'
-    follow-up records; without one, the figure comes from the case events: an agreement counts
-    as fulfilled on time when its follow-up visit (回访) was recorded before the follow-up
-    deadline and not marked unfulfilled; due = follow-ups recorded + follow-ups overdue."""
+    (cases queryset) -> {"due": n, "on_time": n, "source": text}. Otherwise, with the
+    agreements module installed, from its follow-up of each term (FollowUp); without it, from
+    the case events: an agreement counts as fulfilled on time when its follow-up visit (回访) was
+    recorded before the follow-up deadline and not marked unfulfilled; due = follow-ups recorded
+    + follow-ups overdue."""
     dotted = getattr(settings, "STATS_AGREEMENT_PERFORMANCE", "")
+    follow_up = _follow_up_model()
     if dotted:
         module, _sep, name = dotted.rpartition(".")
         figures = dict(getattr(importlib.import_module(module), name)(scope.cases()))
+    elif follow_up is not None:
+        figures = _performance_from_follow_ups(follow_up, scope, now)
     else:
         figures = {
             "due": (overall["follow_ups"] or 0) + open_late.get(Status.AGREED, 0),
@@ -444,7 +477,7 @@ def dashboard(scope: Scope, *, now: datetime | None = None) -> dict[str, Any]:
         "by_month": [{"key": m, "label": m, "n": n} for m, n in months],
         "facts": _shape(overall, total=sum(status_counts.values())),
         "on_time": _on_time(overall, open_late),
-        "performance": agreement_performance(scope, overall, open_late),
+        "performance": agreement_performance(scope, overall, open_late, now),
         "satisfaction": sat,
         "experts": experts,
     }

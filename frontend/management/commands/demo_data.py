@@ -11,6 +11,7 @@ DEMO_MODULES = [
     "accounts.demo",
     "experts.demo",
     "mediation_room.demo",
+    "mediation_room.agreements.demo",
     "mediation_room.supervision.demo",
 ]
 
