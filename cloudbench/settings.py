@@ -277,6 +277,12 @@ STAGE_DEADLINE_DAYS = {
 TRACKING_PREFIX = env_str("TRACKING_PREFIX", "LP")
 # How long an invited expert has to answer before the next candidate is asked.
 EXPERT_INVITATION_TTL_MINUTES = env_int("EXPERT_INVITATION_TTL_MINUTES", 120)
+# Working days past a stage deadline before the case escalates to the street-level coordinator
+# (default for stages without a StageDeadlineRule).
+SUPERVISION_ESCALATE_AFTER_DAYS = env_int("SUPERVISION_ESCALATE_AFTER_DAYS", 2)
+# Dotted path of a function(cases queryset) -> dict giving agreement performance (fulfilled on
+# time) for the statistics; empty = counted from the case events (see mediation_room.supervision).
+STATS_AGREEMENT_PERFORMANCE = env_str("STATS_AGREEMENT_PERFORMANCE")
 
 # --- media plane ----------------------------------------------------------------------------------------
 ICE_SERVERS = json.loads(env_str("ICE_SERVERS", "[]"))

@@ -1,6 +1,16 @@
 from django.contrib import admin
 
-from .models import Case, CaseEvent, CaseNumber, Consent, Hearing, Party
+from .models import (
+    Case,
+    CaseEvent,
+    CaseNumber,
+    Consent,
+    Hearing,
+    Party,
+    StageDeadlineRule,
+    SupervisionAlert,
+    SupervisionNotice,
+)
 
 
 class PartyInline(admin.TabularInline):
@@ -76,3 +86,31 @@ class CaseNumberAdmin(admin.ModelAdmin):
 
 
 from .agreements import admin as agreements_admin  # noqa: E402, F401 (registers the models)
+
+# --- supervision (督办) ---------------------------------------------------------------------------------
+
+
+@admin.register(StageDeadlineRule)
+class StageDeadlineRuleAdmin(admin.ModelAdmin):
+    list_display = ("status", "category", "working_days", "escalate_after_days")
+    list_editable = ("working_days", "escalate_after_days")
+    list_filter = ("status", "category")
+
+
+@admin.register(SupervisionAlert)
+class SupervisionAlertAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "case", "stage", "level", "deadline")
+    list_filter = ("level", "stage")
+    raw_id_fields = ("case",)
+
+    # Alerts are the record of what the scan announced; they are not edited by hand.
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(SupervisionNotice)
+class SupervisionNoticeAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "case", "to_user", "due", "answered_at")
+    list_filter = ("answered_at",)
+    raw_id_fields = ("case", "issued_by", "to_user")
+    readonly_fields = ("key",)

@@ -57,10 +57,33 @@ def add_working_days(start: datetime, days: int) -> datetime:
     return local
 
 
-def stage_deadline(status: str, start: datetime, category: str | None = None) -> datetime | None:
-    """When a case entering `status` at `start` becomes overdue; None for final states."""
+def stage_rule(status: str, category: str | None = None) -> tuple[int, int] | None:
+    """(working days allowed, working days past the deadline before escalation) for a stage.
+
+    A StageDeadlineRule for the category wins, then the rule for every category, then
+    settings.STAGE_DEADLINE_DAYS_BY_CATEGORY and settings.STAGE_DEADLINE_DAYS (the defaults);
+    None when the stage has no deadline."""
+    from .models import StageDeadlineRule
+
+    rules = {
+        rule.category: rule
+        for rule in StageDeadlineRule.objects.filter(
+            status=status, category__in=[category or "", ""]
+        )
+    }
+    rule = rules.get(category or "") or rules.get("")
+    if rule is not None:
+        return rule.working_days, rule.escalate_after_days
     overrides = getattr(settings, "STAGE_DEADLINE_DAYS_BY_CATEGORY", {}).get(category or "", {})
     days = overrides.get(status, settings.STAGE_DEADLINE_DAYS.get(status))
     if days is None:
         return None
-    return add_working_days(start, days)
+    return days, getattr(settings, "SUPERVISION_ESCALATE_AFTER_DAYS", 2)
+
+
+def stage_deadline(status: str, start: datetime, category: str | None = None) -> datetime | None:
+    """When a case entering `status` at `start` becomes overdue; None for final states."""
+    rule = stage_rule(status, category)
+    if rule is None:
+        return None
+    return add_working_days(start, rule[0])

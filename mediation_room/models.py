@@ -236,3 +236,165 @@ from .agreements.models import (  # noqa: E402, F401
     LedgerHead,
     SigningChallenge,
 )
+
+# --- supervision (督办): stage deadline rules, overrun alerts, supervision notices -----------------
+
+
+class StageDeadlineRule(TimeStamped):
+    """How many working days a case may stay in a stage, per category (blank = every category).
+
+    Rules override settings.STAGE_DEADLINE_DAYS (and STAGE_DEADLINE_DAYS_BY_CATEGORY); a
+    category's own rule wins over the blank one. Edited by staff in the admin."""
+
+    category = models.CharField(
+        _("category"),
+        max_length=20,
+        choices=Category.choices,
+        blank=True,
+        help_text=_("Leave empty for a rule that applies to every category."),
+    )
+    status = models.CharField(_("stage"), max_length=20, choices=Status.choices)
+    working_days = models.PositiveSmallIntegerField(_("working days allowed"))
+    escalate_after_days = models.PositiveSmallIntegerField(
+        _("escalate after (working days)"),
+        default=2,
+        help_text=_(
+            "Working days past the deadline after which the street-level coordinator is alerted."
+        ),
+    )
+
+    class Meta:
+        ordering = ["status", "category"]
+        constraints = [
+            models.UniqueConstraint(fields=["category", "status"], name="uniq_stage_rule"),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in Status]), name="stage_rule_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category or '*'} {self.status}: {self.working_days}"
+
+
+class SupervisionAlert(TimeStamped):
+    """One overrun of one stage of a case, at one level. The unique constraint is what makes the
+    periodic scan safe to run twice: each stage overrun is announced once, and escalated once."""
+
+    class Level(models.TextChoices):
+        OVERDUE = "overdue", _("Overdue")
+        ESCALATED = "escalated", _("Escalated to the street")
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="supervision_alerts")
+    level = models.CharField(max_length=12, choices=Level.choices)
+    stage = models.CharField(max_length=20, choices=Status.choices)
+    stage_entered_at = models.DateTimeField()
+    deadline = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["case", "stage_entered_at", "level"], name="uniq_alert_per_stage_level"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.case_id} {self.stage} {self.level}"
+
+
+class SupervisionNotice(TimeStamped):
+    """A supervision notice (督办单): a coordinator (or the platform) asks the person responsible
+    for a case to act and answer by a date. It stays on their list until answered."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="supervision_notices")
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text=_("Empty when the platform issued it."),
+    )
+    to_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="supervision_notices"
+    )
+    text = models.CharField(_("what must be done"), max_length=1000)
+    due = models.DateTimeField(_("answer by"))
+    answered_at = models.DateTimeField(null=True, blank=True)
+    answer = models.CharField(_("answer"), max_length=1000, blank=True)
+    # Set by platform-issued notices so that asking twice for the same thing opens one notice.
+    key = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["to_user", "answered_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key"], condition=~Q(key=""), name="uniq_supervision_notice_key"
+            ),
+            models.CheckConstraint(
+                condition=Q(answered_at__isnull=True) | ~Q(answer=""),
+                name="supervision_answer_has_text",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.case_id} → {self.to_user_id}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.answered_at is None
+
+
+class CaseFigures(models.Model):
+    """Per-case figures behind the statistics (durations, outcome, stages left on time or late),
+    a projection of the case's transition events kept current by every transition (see
+    mediation_room.supervision.figures) and rebuildable from the events (`stats_rebuild`).
+    The dashboard aggregates this narrow table instead of the events, in constant time per case.
+    A case that has not moved since registration has no row yet."""
+
+    case = models.OneToOneField(
+        Case, primary_key=True, on_delete=models.CASCADE, related_name="figures"
+    )
+    community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="+")
+    registered_at = models.DateTimeField()
+    expert = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    hearing_at = models.DateTimeField(null=True, blank=True)
+    agreed_at = models.DateTimeField(null=True, blank=True)
+    seconds_to_accept = models.PositiveIntegerField(null=True, blank=True)
+    seconds_to_hearing = models.PositiveIntegerField(null=True, blank=True)
+    seconds_to_agreement = models.PositiveIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=12, blank=True)
+    registered_on_time = models.PositiveSmallIntegerField(default=0)
+    registered_late = models.PositiveSmallIntegerField(default=0)
+    accepted_on_time = models.PositiveSmallIntegerField(default=0)
+    accepted_late = models.PositiveSmallIntegerField(default=0)
+    matched_on_time = models.PositiveSmallIntegerField(default=0)
+    matched_late = models.PositiveSmallIntegerField(default=0)
+    scheduled_on_time = models.PositiveSmallIntegerField(default=0)
+    scheduled_late = models.PositiveSmallIntegerField(default=0)
+    agreed_on_time = models.PositiveSmallIntegerField(default=0)
+    agreed_late = models.PositiveSmallIntegerField(default=0)
+    # Set when the agreement's follow-up is recorded: kept on time, and not marked unfulfilled.
+    agreement_kept = models.BooleanField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "case figures"
+        indexes = [models.Index(fields=["community", "registered_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(outcome__in=["", "agreed", "not_agreed", "withdrawn"]),
+                name="case_figures_outcome_valid",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"figures of {self.case_id}"

@@ -36,6 +36,7 @@ from .models import (
 )
 from .realtime import publish_case_update
 from .selectors import case_roles_for_user
+from .supervision.figures import figures_record_transition
 
 MAX_DESCRIPTION = 4000
 MAX_NAME = 40
@@ -110,20 +111,27 @@ def _transition(
     if not roles & allowed:
         raise NotPermitted(_("You may not make this change to the case."))
     now = timezone.now()
+    # The deadline of the stage being left goes into the event, so that on-time rates per stage
+    # can be counted from the audit trail alone (statistics, 督办).
+    stage_data = dict(data or {})
+    if case.stage_deadline is not None:
+        stage_data["stage_deadline"] = case.stage_deadline.isoformat()
+        stage_data["on_time"] = now <= case.stage_deadline
     case.status = to_status
     case.status_changed_at = now
     case.stage_deadline = lifecycle.stage_deadline(to_status, now, case.category)
     case.save(update_fields=["status", "status_changed_at", "stage_deadline", "updated_at"])
-    case_event_record(
+    event = case_event_record(
         case=case,
         actor=actor,
         kind=kind,
         note=note,
-        data=data,
+        data=stage_data,
         from_status=from_status,
         to_status=to_status,
         public=True,
     )
+    figures_record_transition(case=case, event=event)
     return case
 
 
@@ -463,6 +471,57 @@ def hearing_cancel(*, hearing: Hearing, actor: User, reason: str) -> Hearing:
 
 
 @transaction.atomic
+def hearing_reschedule(
+    *, hearing: Hearing, actor: User, starts_at: datetime, ends_at: datetime, reason: str = ""
+) -> Hearing:
+    """Move a hearing that has not started to a new time. The case's coordinator or mediator may;
+    every party and the mediator are told at once, with the room link. Reminders follow the new
+    time (their dedupe keys include the start time)."""
+    if ends_at <= starts_at:
+        raise ValidationError({"ends_at": _("The end must be after the start.")})
+    if starts_at <= timezone.now():
+        raise ValidationError({"starts_at": _("Choose a time in the future.")})
+    reason = _clean_text(reason, limit=MAX_NOTE, field="reason", required=False)
+    hearing = Hearing.objects.select_for_update().select_related("case").get(pk=hearing.pk)
+    case = _locked(hearing.case)
+    if not case_roles_for_user(case, actor) & {"coordinator", "expert"}:
+        raise NotPermitted(_("Only the mediator or a coordinator can move the hearing."))
+    if hearing.state != Hearing.State.SCHEDULED:
+        raise TransitionNotAllowed(_("Only a hearing that has not started can be moved."))
+    previous = hearing.starts_at
+    if starts_at == previous and ends_at == hearing.ends_at:
+        return hearing
+    hearing.starts_at = starts_at
+    hearing.ends_at = ends_at
+    hearing.save(update_fields=["starts_at", "ends_at", "updated_at"])
+    case_event_record(
+        case=case,
+        actor=actor,
+        kind="hearing_rescheduled",
+        note=reason,
+        data={"from": previous.isoformat(), "to": starts_at.isoformat()},
+        public=True,
+    )
+    when = timezone.localtime(starts_at).strftime("%Y-%m-%d %H:%M")
+    link = f"{settings.SITE_URL}/room/{hearing.public_id}/"
+    for user, phone, key in _recipients(case):
+        notify_person(
+            kind="hearing_rescheduled",
+            body=_(
+                "[Cloud Bench] The mediation session of case %(number)s has moved to %(when)s. "
+                "Join here:"
+            )
+            % {"number": case.tracking_number, "when": when},
+            dedupe_key=f"hearing-rescheduled:{hearing.pk}:{int(starts_at.timestamp())}:{key}",
+            user=user,
+            phone=phone,
+            link=link,
+            case_ref=case.tracking_number,
+        )
+    return hearing
+
+
+@transaction.atomic
 def session_start(*, hearing: Hearing, actor: User) -> Hearing:
     """The mediator opens the session: the case is in session and the hearing is live."""
     hearing = Hearing.objects.select_for_update().get(pk=hearing.pk)
@@ -501,9 +560,25 @@ def case_withdraw(*, case: Case, actor: User, reason: str = "") -> Case:
     """The applicant withdraws the case before it concludes."""
     reason = _clean_text(reason, limit=MAX_NOTE, field="reason", required=False)
     case = _transition(case=case, to_status=Status.WITHDRAWN, actor=actor, note=reason)
-    case.hearings.filter(state=Hearing.State.SCHEDULED).update(
+    cancelled = list(case.hearings.filter(state=Hearing.State.SCHEDULED))
+    case.hearings.filter(pk__in=[h.pk for h in cancelled]).update(
         state=Hearing.State.CANCELLED, updated_at=timezone.now()
     )
+    # Everyone who expected the session hears that it will not take place.
+    for hearing in cancelled:
+        for user, phone, key in _recipients(case):
+            notify_person(
+                kind="hearing_cancelled",
+                body=_(
+                    "[Cloud Bench] The mediation session of case %(number)s is cancelled: "
+                    "the case was withdrawn."
+                )
+                % {"number": case.tracking_number},
+                dedupe_key=f"hearing-cancelled:{hearing.pk}:{key}",
+                user=user,
+                phone=phone,
+                case_ref=case.tracking_number,
+            )
     return case
 
 
@@ -564,6 +639,7 @@ __all__ = [
     "consent_set",
     "consents_all_granted",
     "hearing_cancel",
+    "hearing_reschedule",
     "hearing_schedule",
     "party_claim",
     "session_conclude",

@@ -1,20 +1,15 @@
 """The seam between agreements (and anything else that finds a problem) and supervision (督办).
 
-`open_supervision` is the one call other code makes; its body here is the minimal version: an
-audited CaseEvent and a notice to the case's coordinators. The supervision module may replace the
-body (e.g. to create a supervision item with its own deadline) without changing the callers."""
+`open_supervision` is the one call other code makes: it records a "supervision_opened" CaseEvent
+and issues a supervision notice (督办单) that the case's coordinator must answer."""
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.db import transaction
 from django.db.models import Q, QuerySet
-from django.utils.translation import gettext as _
 
 from accounts.models import User
-from accounts.services import notify_person
 
-from .models import Case, CaseEvent
+from .models import Case, SupervisionNotice
 
 
 def coordinators_for_case(case: Case) -> QuerySet[User]:
@@ -27,23 +22,13 @@ def coordinators_for_case(case: Case) -> QuerySet[User]:
     ).distinct()
 
 
-@transaction.atomic
-def open_supervision(case: Case, reason: str) -> CaseEvent:
-    """Open a supervision item on the case; call inside the caller's transaction. Not idempotent
-    by itself: callers open one item per problem they detect (they hold the state that says so)."""
-    from .services import case_event_record
+def open_supervision(case: Case, reason: str) -> SupervisionNotice | None:
+    """Open supervision of `case` for `reason` (for instance, a term of an agreement was not
+    fulfilled on time); call inside the caller's transaction or on its own. Records a
+    "supervision_opened" CaseEvent and sends the case's coordinator a supervision notice (SMS +
+    in-app) that they must answer. Opening it again for the same reason changes nothing and
+    returns the same notice. Returns None when the case's community has no coordinator at all
+    (the event is still recorded)."""
+    from .supervision.services import supervision_open
 
-    event = case_event_record(
-        case=case, actor=None, kind="supervision_opened", note=reason, data={"reason": reason}
-    )
-    for coordinator in coordinators_for_case(case):
-        notify_person(
-            kind="supervision_opened",
-            body=_("[Cloud Bench] Case %(number)s needs supervision: %(reason)s")
-            % {"number": case.tracking_number, "reason": reason},
-            dedupe_key=f"supervision:{event.pk}:{coordinator.pk}",
-            user=coordinator,
-            link=f"{settings.SITE_URL}/cases/{case.tracking_number}/",
-            case_ref=case.tracking_number,
-        )
-    return event
+    return supervision_open(case=case, reason=reason)

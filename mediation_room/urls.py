@@ -1,5 +1,6 @@
 from django.urls import path
 
+from . import views_supervision as supervision_views
 from .agreements import views as agreement_views
 
 app_name = "mediation_room"
@@ -61,4 +62,21 @@ urlpatterns: list = [
     ),
     path("verify/", agreement_views.verify, name="verify"),
     path("verify/<str:code>/", agreement_views.verify, name="verify_code"),
+    path("supervision/", supervision_views.supervision_list, name="supervision"),
+    path("supervision/notices/", supervision_views.notices_mine, name="notices_mine"),
+    path("supervision/notices/<int:pk>/", supervision_views.notice_detail, name="notice_detail"),
+    path(
+        "supervision/cases/<str:tracking_number>/notice/",
+        supervision_views.notice_new,
+        name="notice_new",
+    ),
+    path(
+        "hearings/<str:public_id>/reschedule/",
+        supervision_views.hearing_reschedule_view,
+        name="hearing_reschedule",
+    ),
+    path("stats/", supervision_views.stats_dashboard, name="stats"),
+    path("stats/export.csv", supervision_views.stats_export_csv, name="stats_csv"),
+    path("stats/export.xlsx", supervision_views.stats_export_xlsx, name="stats_xlsx"),
+    path("stats/public/", supervision_views.stats_public, name="stats_public"),
 ]

@@ -12,6 +12,7 @@ DEMO_MODULES = [
     "experts.demo",
     "mediation_room.demo",
     "mediation_room.agreements.demo",
+    "mediation_room.supervision.demo",
 ]
 
 
