@@ -74,7 +74,9 @@ class FaceBlurrer:
         self.detections = 0
 
     def apply(self, rgb: np.ndarray) -> None:
-        if self._frame % self.detect_every == 0:
+        # The first picture of a member is always checked: a face must not be on air even for
+        # the few frames until this member's turn to detect comes round.
+        if self.detections == 0 or self._frame % self.detect_every == 0:
             boxes = self._detect(rgb)
             self.detections += 1
             if boxes:
