@@ -66,6 +66,8 @@ def colour_area(rgb: np.ndarray) -> np.ndarray:
 
 
 class SyntheticVideoTrack(MediaStreamTrack):
+    """Frames in yuv420p, like a decoded camera track; the stamp is written into the planes."""
+
     kind = "video"
 
     def __init__(
@@ -79,12 +81,18 @@ class SyntheticVideoTrack(MediaStreamTrack):
     ) -> None:
         super().__init__()
         self.fps = fps
+        self.width = width
+        self.height = height
         if image is not None:
             base = VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-            self._base = base.to_ndarray(format="rgb24", width=width, height=height)
+            rgb = base.to_ndarray(format="rgb24", width=width, height=height)
         else:
-            self._base = np.empty((height, width, 3), dtype=np.uint8)
-            self._base[:] = colour
+            rgb = np.empty((height, width, 3), dtype=np.uint8)
+            rgb[:] = colour
+        # Black and white cells drawn once in RGB show where the stamp goes in each plane.
+        yuv = VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+        self._base = yuv.to_ndarray()
+        self._cells = [cell for _, _, cell in _cells(height, width)]
         self.counter = 0
         self._start: float | None = None
 
@@ -98,12 +106,26 @@ class SyntheticVideoTrack(MediaStreamTrack):
             wait = self._start + self.counter / self.fps - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-        rgb = self._base.copy()
-        draw_stamp(rgb, self.counter, clock_ms())
-        frame = VideoFrame.from_ndarray(rgb, format="rgb24")
+        planes = self._base.copy()
+        self._stamp(planes, self.counter % STAMP_MODULO, clock_ms())
+        frame = VideoFrame.from_ndarray(planes, format="yuv420p")
         frame.pts = int(self.counter * 90000 / self.fps)
         frame.time_base = VIDEO_TIME_BASE
         return frame
+
+    def _stamp(self, planes: np.ndarray, counter: int, ms: int) -> None:
+        height, width = self.height, self.width
+        u_top, v_top = height, height + height // 4
+        values = (counter, ms)
+        for index, (y0, y1, x0, x1) in enumerate(self._cells):
+            row, bit = divmod(index, STAMP_BITS)
+            on = (values[row] >> (STAMP_BITS - 1 - bit)) & 1
+            planes[y0:y1, x0:x1] = 235 if on else 16
+            # Chroma planes are quarter size, stored as rows of half width one after another:
+            # a neutral grey there keeps the cells black and white.
+            for top in (u_top, v_top):
+                chroma = planes[top : top + height // 4].reshape(height // 2, width // 2)
+                chroma[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = 128
 
 
 class ToneAudioTrack(MediaStreamTrack):
