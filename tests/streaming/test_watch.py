@@ -1,0 +1,203 @@
+import asyncio
+import json
+
+import numpy as np
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from asgi import application
+from mediation_room import services
+from mediation_room.models import CaseEvent
+from streaming.broadcast.overlay import render_slate
+from streaming.broadcast.scene import SLATE_TEXT
+from streaming.broadcast.station import get_station, reset_station
+from streaming.broadcast.synthetic import colour_area
+from tests.factories import UserFactory, advance, make_case
+from tests.streaming.broadcast_peers import RED, three_members, tile
+
+pytestmark = [pytest.mark.media, pytest.mark.django_db(transaction=True)]
+
+HEADERS = [(b"origin", b"http://localhost")]
+
+
+@pytest.fixture(autouse=True)
+def station_settings(settings, tmp_path):
+    settings.BROADCAST_HLS_ROOT = tmp_path / "hls"
+    settings.ALLOWED_HOSTS = ["localhost", "testserver"]
+    reset_station()
+    yield
+    reset_station()
+
+
+def live_hearing(*, respondent_livestream: bool = True):
+    respondent = UserFactory()
+    case = make_case(
+        respondent=respondent,
+        respondent_consents={"video": True, "livestream": respondent_livestream, "recording": True},
+    )
+    hearing = advance(case, "in_session")
+    return hearing, respondent
+
+
+async def open_socket(public_id: str) -> tuple[WebsocketCommunicator, dict]:
+    communicator = WebsocketCommunicator(application, f"/ws/watch/{public_id}/", headers=HEADERS)
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator, await communicator.receive_json_from(timeout=10)
+
+
+async def watch_over_socket(communicator):
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
+    tracks = {}
+    pc.on("track", lambda track: tracks.setdefault(track.kind, track))
+    await pc.setLocalDescription(await pc.createOffer())
+    await communicator.send_json_to({"type": "watch.offer", "sdp": pc.localDescription.sdp})
+    while True:
+        reply = await communicator.receive_json_from(timeout=10)
+        if reply["type"] == "watch.answer":
+            break
+        assert reply["type"] == "watch.state", reply
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+    for _ in range(100):
+        if "video" in tracks:
+            break
+        await asyncio.sleep(0.05)
+    return pc, tracks["video"]
+
+
+async def states_until(communicator, predicate, limit=20):
+    for _ in range(limit):
+        message = await communicator.receive_json_from(timeout=10)
+        if message["type"] == "watch.state" and predicate(message):
+            return message
+    raise AssertionError("the expected watch.state never came")
+
+
+def test_anyone_can_watch_a_public_session_and_gets_the_composite_and_the_viewer_count():
+    hearing, _ = live_hearing()
+
+    async def scenario():
+        communicator, hello = await open_socket(hearing.public_id)
+        pc, video = await watch_over_socket(communicator)
+        broadcast = get_station().broadcasts[hearing.public_id]
+        broadcast.set_members(three_members())
+        counted = await states_until(communicator, lambda m: m["viewers"] == 1)
+        layout = broadcast.video.layout()
+        colours = []
+        for _ in range(15):
+            rgb = (await asyncio.wait_for(video.recv(), 10)).to_ndarray(format="rgb24")
+            colours.append(colour_area(tile(rgb, layout["mediator"])).mean(axis=(0, 1)))
+        await pc.close()
+        await communicator.disconnect()
+        await get_station().shutdown()
+        return hello, counted, colours
+
+    hello, counted, colours = asyncio.run(scenario())
+
+    assert hello["type"] == "watch.state"
+    assert hello["hls"].endswith(f"/{hearing.public_id}/live.m3u8")
+    assert counted["state"] == "live"
+    assert np.abs(colours[-1] - RED).max() < 40
+
+
+def test_a_private_case_and_an_unknown_session_refuse_viewers():
+    hearing, _ = live_hearing(respondent_livestream=False)
+
+    async def scenario():
+        replies = []
+        for public_id in (hearing.public_id, "no-such-session-123"):
+            communicator = WebsocketCommunicator(
+                application, f"/ws/watch/{public_id}/", headers=HEADERS
+            )
+            await communicator.connect()
+            replies.append(await communicator.receive_json_from(timeout=10))
+            replies.append(await communicator.receive_output(timeout=10))
+        return replies, dict(get_station().broadcasts)
+
+    replies, broadcasts = asyncio.run(scenario())
+
+    assert replies[0]["code"] == "private"
+    assert replies[1] == {"type": "websocket.close", "code": 4403}
+    assert replies[2]["code"] == "not_found"
+    assert replies[3] == {"type": "websocket.close", "code": 4404}
+    # nothing of the private session was composed or written
+    assert broadcasts == {}
+
+
+def test_withdrawing_consent_mid_session_turns_viewers_to_the_slate_and_is_a_case_event():
+    hearing, respondent = live_hearing()
+    party = hearing.case.parties.get(role="respondent")
+
+    async def scenario():
+        communicator, _ = await open_socket(hearing.public_id)
+        pc, video = await watch_over_socket(communicator)
+        broadcast = get_station().broadcasts[hearing.public_id]
+        broadcast.set_members(three_members())
+        await states_until(communicator, lambda m: m["state"] == "live")
+        for _ in range(5):
+            await asyncio.wait_for(video.recv(), 10)
+        await database_sync_to_async(services.consent_set)(
+            party=party, actor=respondent, kind="livestream", granted=False
+        )
+        held = await states_until(communicator, lambda m: m["state"] == "hold")
+        slate = render_slate(broadcast.width, broadcast.height, SLATE_TEXT).astype(np.int16)
+        frames_until_slate = None
+        for count in range(1, 60):
+            rgb = (await asyncio.wait_for(video.recv(), 10)).to_ndarray(format="rgb24")
+            if np.abs(rgb.astype(np.int16) - slate).mean() < 12:
+                frames_until_slate = count
+                break
+        await pc.close()
+        await communicator.disconnect()
+        await get_station().shutdown()
+        return held, frames_until_slate, broadcast.fps
+
+    held, frames_until_slate, fps = asyncio.run(scenario())
+
+    assert held["state"] == "hold"
+    # counted in frames of picture: within one second of it
+    assert frames_until_slate is not None and frames_until_slate <= fps
+    event = CaseEvent.objects.filter(case=hearing.case, kind="consent_withdrawn").get()
+    assert event.data == {"kind": "livestream", "role": "respondent"}
+
+
+def test_bad_messages_get_an_error_frame_and_the_socket_keeps_working():
+    hearing, _ = live_hearing()
+
+    async def scenario():
+        communicator, _ = await open_socket(hearing.public_id)
+        replies = []
+        for raw in (
+            "not json",
+            json.dumps([1, 2]),
+            json.dumps({"type": "watch.offer", "sdp": 42}),
+            json.dumps({"type": "watch.offer", "sdp": "v=0\r\n" + "a" * 70000}),
+            json.dumps({"type": "launch.missiles"}),
+            json.dumps({"type": "watch.offer", "sdp": "v=0\r\nnot really sdp"}),
+            json.dumps({"type": "ping"}),
+        ):
+            await communicator.send_to(text_data=raw)
+            while True:
+                reply = await communicator.receive_json_from(timeout=10)
+                if reply["type"] != "watch.state":
+                    break
+            replies.append(reply)
+        await communicator.disconnect()
+        await get_station().shutdown()
+        return replies
+
+    replies = asyncio.run(scenario())
+
+    assert [r.get("code", r["type"]) for r in replies] == [
+        "bad_json",
+        "bad_message",
+        "bad_offer",
+        "too_large",
+        "unknown_type",
+        "offer_refused",
+        "pong",
+    ]
