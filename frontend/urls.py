@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import livestream, views
 
 app_name = "frontend"
 urlpatterns = [
@@ -16,6 +16,7 @@ urlpatterns = [
     path("cases/<str:tracking_number>/close/", views.case_close, name="case_close"),
     path("c/<str:token>/", views.invitation, name="invitation"),
     path("lookup/", views.lookup, name="lookup"),
+    path("watch/<str:public_id>/", livestream.watch, name="watch"),
     path("board/", views.board, name="board"),
     path("board/deliveries/", views.deliveries, name="deliveries"),
     path("notifications/", views.notifications, name="notifications"),

@@ -22,10 +22,11 @@ from mediation_room.errors import CaseError
 from mediation_room.models import Case, Category, Consent, Party, Status
 
 from .forms import BoardFilterForm, CaseForm, ConsentForm, DeclineForm, LookupForm, NoteForm
+from .livestream import home_context
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "frontend/home.html")
+    return render(request, "frontend/home_live.html", home_context(request))
 
 
 @login_required
