@@ -33,7 +33,8 @@ class AccountAdapter(DefaultAccountAdapter):
     def set_phone(self, user: User, phone: str, verified: bool) -> None:
         user.phone = phone
         user.phone_verified = verified
-        user.save(update_fields=["phone", "phone_verified"])
+        if user.pk:  # during signup allauth calls this before the user is first saved
+            user.save(update_fields=["phone", "phone_verified"])
 
     def get_phone(self, user: User) -> tuple[str, bool] | None:
         if not user.phone:

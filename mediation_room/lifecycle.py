@@ -19,7 +19,6 @@ TRANSITIONS: dict[tuple[str, str], frozenset[str]] = {
     (Status.MATCHED, Status.SCHEDULED): frozenset({"coordinator", "expert", "system"}),
     (Status.SCHEDULED, Status.MATCHED): frozenset({"coordinator", "expert"}),
     (Status.SCHEDULED, Status.IN_SESSION): frozenset({"coordinator", "expert"}),
-    (Status.IN_SESSION, Status.SCHEDULED): frozenset({"coordinator", "expert"}),
     (Status.IN_SESSION, Status.AGREED): frozenset({"coordinator", "expert", "system"}),
     (Status.IN_SESSION, Status.NOT_AGREED): frozenset({"coordinator", "expert", "system"}),
     (Status.SCHEDULED, Status.AGREED): frozenset({"system"}),

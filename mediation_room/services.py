@@ -87,6 +87,7 @@ def _transition(
     data: dict[str, Any] | None = None,
     kind: str = "transition",
     vouched_role: str | None = None,
+    from_states: frozenset[str] | None = None,
 ) -> Case:
     """Move a locked case to `to_status` if the actor holds a role allowed to make that move.
 
@@ -95,6 +96,8 @@ def _transition(
     case = _locked(case)
     from_status = case.status
     allowed = lifecycle.allowed_roles(from_status, to_status)
+    if from_states is not None and from_status not in from_states:
+        allowed = frozenset()
     if not allowed:
         raise TransitionNotAllowed(
             _("A case that is “%(from)s” cannot become “%(to)s”.")
@@ -233,7 +236,7 @@ def case_register(
     notify_person(
         kind="case_invitation",
         body=_(
-            "[Cloud Bench] A neighbour has asked for mediation with you (case %(number)s). "
+            "[Cloud Bench] You are invited to a mediation (case %(number)s). "
             "See the case and answer here:"
         )
         % {"number": case.tracking_number},
@@ -322,7 +325,13 @@ def consents_all_granted(case: Case, kind: str) -> bool:
 def case_accept(*, case: Case, actor: User, note: str = "") -> Case:
     """A coordinator of the case's community accepts it (受理)."""
     with transaction.atomic():
-        case = _transition(case=case, to_status=Status.ACCEPTED, actor=actor, note=note)
+        case = _transition(
+            case=case,
+            to_status=Status.ACCEPTED,
+            actor=actor,
+            note=note,
+            from_states=frozenset({Status.REGISTERED}),
+        )
         _notify_parties(case, "case_accepted", _("[Cloud Bench] Your case %(number)s is accepted."))
     return case
 
@@ -361,6 +370,7 @@ def case_match(
         actor=actor,
         data={"expert_id": expert.pk},
         vouched_role=vouched,
+        from_states=frozenset({Status.ACCEPTED}),
     )
     case.expert = expert
     case.save(update_fields=["expert", "updated_at"])
@@ -370,7 +380,14 @@ def case_match(
 @transaction.atomic
 def case_unmatch(*, case: Case, actor: User | None, note: str = "") -> Case:
     """The mediator withdraws before the hearing; the case goes back to matching."""
-    case = _transition(case=case, to_status=Status.ACCEPTED, actor=actor, note=note)
+    case = _transition(
+        case=case,
+        to_status=Status.ACCEPTED,
+        actor=actor,
+        note=note,
+        kind="unmatched",
+        from_states=frozenset({Status.MATCHED}),
+    )
     case.expert = None
     case.save(update_fields=["expert", "updated_at"])
     return case
@@ -393,6 +410,7 @@ def hearing_schedule(
         to_status=Status.SCHEDULED,
         actor=actor,
         data={"starts_at": starts_at.isoformat()},
+        from_states=frozenset({Status.MATCHED}),
     )
     hearing = Hearing.objects.create(
         case=case, starts_at=starts_at, ends_at=ends_at, location_note=location_note[:200]
@@ -419,7 +437,14 @@ def hearing_cancel(*, hearing: Hearing, actor: User, reason: str) -> Hearing:
     hearing = Hearing.objects.select_for_update().get(pk=hearing.pk)
     if hearing.state != Hearing.State.SCHEDULED:
         raise TransitionNotAllowed(_("Only a hearing that has not started can be cancelled."))
-    _transition(case=hearing.case, to_status=Status.MATCHED, actor=actor, note=reason)
+    _transition(
+        case=hearing.case,
+        to_status=Status.MATCHED,
+        actor=actor,
+        note=reason,
+        kind="hearing_cancelled",
+        from_states=frozenset({Status.SCHEDULED}),
+    )
     hearing.state = Hearing.State.CANCELLED
     hearing.save(update_fields=["state", "updated_at"])
     for user, phone, key in _recipients(hearing.case):
