@@ -279,7 +279,7 @@ MEDIA_NODE_INPROCESS = env_bool("MEDIA_NODE_INPROCESS", not REDIS_URL)
 # the HLS segments are written (nginx serves BROADCAST_HLS_URL from there in production).
 BROADCAST_VIEWER_LIMIT = env_int("BROADCAST_VIEWER_LIMIT", 200)
 BROADCAST_HLS_ROOT = Path(env_str("BROADCAST_HLS_ROOT", str(MEDIA_ROOT / "hls")))
-BROADCAST_HLS_URL = env_str("BROADCAST_HLS_URL", "/hls/")
+BROADCAST_HLS_URL = env_str("BROADCAST_HLS_URL", MEDIA_URL + "hls/")
 # Pitch ratio applied to the parties' voices on air (e.g. 0.85); empty = unchanged.
 BROADCAST_PITCH_SHIFT = float(env_str("BROADCAST_PITCH_SHIFT") or 0) or None
 

@@ -7,9 +7,11 @@ import logging
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.utils.translation import gettext as _
 
 from streaming.broadcast.broadcast import BroadcastError, ViewerLimitReached
+from streaming.broadcast.node_messages import MEDIA_NODE_CHANNEL
 from streaming.broadcast.protocol import (
     Ping,
     WatchLeave,
@@ -29,7 +31,11 @@ CLOSE_PRIVATE = 4403
 
 
 class WatchConsumer(AsyncWebsocketConsumer):
-    """Thin: checks the session is public, forwards offers to the station, relays state."""
+    """Thin: checks the session is public, forwards offers to the station, relays state.
+
+    The station lives with the media node: called directly when the node runs in this process
+    (``MEDIA_NODE_INPROCESS``), reached over the channel layer otherwise (``node_messages``).
+    """
 
     async def connect(self) -> None:
         self.public_id = self.scope["url_route"]["kwargs"]["public_id"]
@@ -48,9 +54,12 @@ class WatchConsumer(AsyncWebsocketConsumer):
             return
         self.group = watch_group(self.public_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
-        station = get_station()
-        snapshot = station.snapshot(self.public_id)
-        await self._send({"type": "watch.state", **snapshot, "hls": hls_url(self.public_id)})
+        if settings.MEDIA_NODE_INPROCESS:
+            await self.watch_state(
+                {"type": "watch.state", **get_station().snapshot(self.public_id)}
+            )
+        else:
+            await self._to_node({"type": "broadcast.snapshot", "reply_to": self.channel_name})
 
     async def disconnect(self, code: int) -> None:
         if self.group is not None:
@@ -79,23 +88,45 @@ class WatchConsumer(AsyncWebsocketConsumer):
 
     async def _offer(self, sdp: str) -> None:
         await self._leave()
-        station = get_station()
+        if not settings.MEDIA_NODE_INPROCESS:
+            await self._to_node(
+                {"type": "broadcast.offer", "sdp": sdp, "reply_to": self.channel_name}
+            )
+            return
         try:
-            self.viewer_id, answer = await station.add_viewer(self.public_id, sdp)
-        except ViewerLimitReached:
+            viewer_id, answer = await get_station().add_viewer(self.public_id, sdp)
+        except ViewerLimitReached as exc:
+            await self.watch_refused({"reason": "viewer_limit", "message": str(exc)})
+        except BroadcastError as exc:
+            await self.watch_refused({"reason": "offer_refused", "message": str(exc)})
+        else:
+            await self.watch_answer_ready({"viewer_id": viewer_id, "sdp": answer})
+
+    async def _leave(self) -> None:
+        if self.viewer_id is None:
+            return
+        viewer_id, self.viewer_id = self.viewer_id, None
+        if settings.MEDIA_NODE_INPROCESS:
+            await get_station().remove_viewer(self.public_id, viewer_id)
+        else:
+            await self._to_node({"type": "broadcast.leave", "viewer_id": viewer_id})
+
+    async def _to_node(self, message: dict) -> None:
+        await self.channel_layer.send(MEDIA_NODE_CHANNEL, {**message, "public_id": self.public_id})
+
+    # -- from the station (directly or over the channel layer) ---------------------------------
+
+    async def watch_answer_ready(self, event: dict) -> None:
+        self.viewer_id = event["viewer_id"]
+        await self._send({"type": "watch.answer", "sdp": event["sdp"]})
+
+    async def watch_refused(self, event: dict) -> None:
+        if event["reason"] == "viewer_limit":
             await self._send(
                 {"type": "watch.fallback", "reason": "viewer_limit", "hls": hls_url(self.public_id)}
             )
-            return
-        except BroadcastError as exc:
-            await self._send(error_frame("offer_refused", str(exc)))
-            return
-        await self._send({"type": "watch.answer", "sdp": answer})
-
-    async def _leave(self) -> None:
-        if self.viewer_id is not None:
-            viewer_id, self.viewer_id = self.viewer_id, None
-            await get_station().remove_viewer(self.public_id, viewer_id)
+        else:
+            await self._send(error_frame("offer_refused", event["message"]))
 
     async def watch_state(self, event: dict) -> None:
         await self._send(

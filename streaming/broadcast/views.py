@@ -28,7 +28,7 @@ def hls_file(request: HttpRequest, public_id: str, name: str) -> FileResponse:
     if name.endswith(".m3u8"):
         response = FileResponse(handle, content_type="application/vnd.apple.mpegurl")
         # The live playlist changes every segment; a replay's never does, but is small.
-        response["Cache-Control"] = "public, max-age=1"
+        response["Cache-Control"] = "no-cache, max-age=1"
     else:
         response = FileResponse(handle, content_type="video/mp2t")
         # A segment never changes once listed.

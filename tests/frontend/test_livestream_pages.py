@@ -63,7 +63,7 @@ def test_watch_page_needs_no_sign_in_for_a_public_session_and_hides_a_private_on
     assert ok.status_code == 200
     page = ok.content.decode()
     assert f'data-public-id="{public.public_id}"' in page
-    assert f"/hls/{public.public_id}/live.m3u8" in page
+    assert f"/media/hls/{public.public_id}/live.m3u8" in page
     assert "vendor/hls.min.js" in page
     assert hidden.status_code == 404
 
@@ -79,16 +79,16 @@ def test_hls_files_are_served_with_cache_headers_for_public_sessions_only(
         (tmp_path / hearing.public_id / "live.m3u8").write_text("#EXTM3U\n")
         (tmp_path / hearing.public_id / "segment_00000.ts").write_bytes(b"\x47" * 188)
 
-    playlist = client.get(f"/hls/{public.public_id}/live.m3u8")
-    segment = client.get(f"/hls/{public.public_id}/segment_00000.ts")
+    playlist = client.get(f"/media/hls/{public.public_id}/live.m3u8")
+    segment = client.get(f"/media/hls/{public.public_id}/segment_00000.ts")
 
     assert playlist.status_code == 200
     assert playlist["Content-Type"] == "application/vnd.apple.mpegurl"
-    assert playlist["Cache-Control"] == "public, max-age=1"
+    assert playlist["Cache-Control"] == "no-cache, max-age=1"
     assert segment["Cache-Control"] == "public, max-age=86400, immutable"
-    assert client.get(f"/hls/{private.public_id}/live.m3u8").status_code == 404
-    assert client.get(f"/hls/{public.public_id}/..%2Fsecret.ts").status_code == 404
-    assert client.get(f"/hls/{public.public_id}/segment_99999.ts").status_code == 404
+    assert client.get(f"/media/hls/{private.public_id}/live.m3u8").status_code == 404
+    assert client.get(f"/media/hls/{public.public_id}/..%2Fsecret.ts").status_code == 404
+    assert client.get(f"/media/hls/{public.public_id}/segment_99999.ts").status_code == 404
 
 
 def test_only_the_mediator_pauses_the_livestream_and_each_change_is_a_case_event():

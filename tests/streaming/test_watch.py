@@ -5,11 +5,15 @@ import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.routing import ChannelNameRouter
 from channels.testing import WebsocketCommunicator
+from channels.worker import Worker
 
 from asgi import application
 from mediation_room import services
 from mediation_room.models import CaseEvent
+from streaming.broadcast.node_messages import MEDIA_NODE_CHANNEL, BroadcastNodeConsumer
 from streaming.broadcast.overlay import render_slate
 from streaming.broadcast.scene import SLATE_TEXT
 from streaming.broadcast.station import get_station, reset_station
@@ -26,6 +30,8 @@ HEADERS = [(b"origin", b"http://localhost")]
 def station_settings(settings, tmp_path):
     settings.BROADCAST_HLS_ROOT = tmp_path / "hls"
     settings.ALLOWED_HOSTS = ["localhost", "testserver"]
+    # The node runs in this process unless a test moves it behind the channel layer.
+    settings.MEDIA_NODE_INPROCESS = True
     reset_station()
     yield
     reset_station()
@@ -201,3 +207,35 @@ def test_bad_messages_get_an_error_frame_and_the_socket_keeps_working():
         "offer_refused",
         "pong",
     ]
+
+
+def test_signaling_reaches_a_media_node_behind_the_channel_layer(settings):
+    settings.MEDIA_NODE_INPROCESS = False
+    hearing, _ = live_hearing()
+
+    async def scenario():
+        layer = get_channel_layer()
+        node = Worker(
+            application=ChannelNameRouter({MEDIA_NODE_CHANNEL: BroadcastNodeConsumer.as_asgi()}),
+            channels=[MEDIA_NODE_CHANNEL],
+            channel_layer=layer,
+        )
+        node_task = asyncio.ensure_future(node.handle())
+        communicator, hello = await open_socket(hearing.public_id)
+        pc, video = await watch_over_socket(communicator)
+        frame = await asyncio.wait_for(video.recv(), 10)
+        counted = await states_until(communicator, lambda m: m["viewers"] == 1)
+        await communicator.send_json_to({"type": "watch.leave"})
+        left = await states_until(communicator, lambda m: m["viewers"] == 0)
+        await pc.close()
+        await communicator.disconnect()
+        node_task.cancel()
+        await get_station().shutdown()
+        return hello, frame, counted, left
+
+    hello, frame, counted, left = asyncio.run(scenario())
+
+    assert hello["type"] == "watch.state"
+    assert frame.width == 640
+    assert counted["state"] == "live"
+    assert left["viewers"] == 0

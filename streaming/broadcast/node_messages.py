@@ -1,0 +1,47 @@
+"""The media node's side of the watch signaling, when the node is its own process.
+
+The web process's :class:`WatchConsumer` sends these to the ``media-node`` channel; the node
+answers on the consumer's own channel. The node's channel consumer (``runworker media-node``)
+takes them by inheriting :class:`BroadcastNodeMessages`; :class:`BroadcastNodeConsumer` is that
+consumer for a node process that serves only broadcasts.
+
+    broadcast.offer     {public_id, sdp, reply_to}   -> watch.answer_ready {viewer_id, sdp}
+                                                       | watch.refused {reason, message}
+    broadcast.leave     {public_id, viewer_id}
+    broadcast.snapshot  {public_id, reply_to}        -> watch.state {state, viewers}
+"""
+
+from __future__ import annotations
+
+from channels.consumer import AsyncConsumer
+
+from streaming.broadcast.broadcast import BroadcastError, ViewerLimitReached
+from streaming.broadcast.station import get_station
+
+MEDIA_NODE_CHANNEL = "media-node"
+
+
+class BroadcastNodeMessages:
+    channel_layer: object
+
+    async def broadcast_offer(self, message: dict) -> None:
+        try:
+            viewer_id, answer = await get_station().add_viewer(message["public_id"], message["sdp"])
+        except ViewerLimitReached as exc:
+            reply = {"type": "watch.refused", "reason": "viewer_limit", "message": str(exc)}
+        except BroadcastError as exc:
+            reply = {"type": "watch.refused", "reason": "offer_refused", "message": str(exc)}
+        else:
+            reply = {"type": "watch.answer_ready", "viewer_id": viewer_id, "sdp": answer}
+        await self.channel_layer.send(message["reply_to"], reply)
+
+    async def broadcast_leave(self, message: dict) -> None:
+        await get_station().remove_viewer(message["public_id"], message["viewer_id"])
+
+    async def broadcast_snapshot(self, message: dict) -> None:
+        snapshot = get_station().snapshot(message["public_id"])
+        await self.channel_layer.send(message["reply_to"], {"type": "watch.state", **snapshot})
+
+
+class BroadcastNodeConsumer(BroadcastNodeMessages, AsyncConsumer):
+    pass
