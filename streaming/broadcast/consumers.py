@@ -55,9 +55,8 @@ class WatchConsumer(AsyncWebsocketConsumer):
         self.group = watch_group(self.public_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         if settings.MEDIA_NODE_INPROCESS:
-            await self.watch_state(
-                {"type": "watch.state", **get_station().snapshot(self.public_id)}
-            )
+            snapshot = await get_station().watch(self.public_id)
+            await self.watch_state({"type": "watch.state", **snapshot})
         else:
             await self._to_node({"type": "broadcast.snapshot", "reply_to": self.channel_name})
 

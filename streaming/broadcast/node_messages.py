@@ -9,6 +9,7 @@ consumer for a node process that serves only broadcasts.
                                                        | watch.refused {reason, message}
     broadcast.leave     {public_id, viewer_id}
     broadcast.snapshot  {public_id, reply_to}        -> watch.state {state, viewers}
+                        (a watch page opened: the broadcast starts if the session may be shown)
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class BroadcastNodeMessages:
         await get_station().remove_viewer(message["public_id"], message["viewer_id"])
 
     async def broadcast_snapshot(self, message: dict) -> None:
-        snapshot = get_station().snapshot(message["public_id"])
+        snapshot = await get_station().watch(message["public_id"])
         await self.channel_layer.send(message["reply_to"], {"type": "watch.state", **snapshot})
 
 

@@ -200,6 +200,12 @@ class BroadcastStation:
         self._channel = None
         self._cases.clear()
 
+    async def watch(self, public_id: str) -> dict[str, Any]:
+        """A watch page opened: start the broadcast if it may run (HLS viewers need it too)."""
+        if public_id not in self.broadcasts and public_id not in self.replays:
+            await self.open(public_id)
+        return self.snapshot(public_id)
+
     def snapshot(self, public_id: str) -> dict[str, Any]:
         broadcast = self.broadcasts.get(public_id)
         if broadcast is None:
