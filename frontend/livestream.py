@@ -6,18 +6,24 @@ import json
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
 from accounts.models import Community, Membership
+from mediation_room.errors import CaseError
 from mediation_room.models import Hearing
+from mediation_room.selectors import access_hearing_for_user
 from streaming.broadcast.selectors import (
     CATEGORY_BANNER,
     broadcast_facts,
     public_hearings,
     watchable_hearings,
 )
+from streaming.broadcast.services import broadcast_pause
 from streaming.broadcast.station import hls_url
 
 HOME_LIMIT = 12
@@ -71,3 +77,16 @@ def watch(request: HttpRequest, public_id: str) -> HttpResponse:
         "force_hls": request.GET.get("hls") == "1",
     }
     return render(request, "frontend/watch.html", context)
+
+
+@login_required
+@require_POST
+def watch_pause(request: HttpRequest, public_id: str) -> HttpResponse:
+    hearing, _role = access_hearing_for_user(request.user, public_id)
+    try:
+        broadcast_pause(
+            hearing=hearing, actor=request.user, paused=request.POST.get("paused") == "1"
+        )
+    except CaseError as exc:
+        messages.error(request, exc.message)
+    return redirect("frontend:case_detail", tracking_number=hearing.case.tracking_number)

@@ -111,3 +111,28 @@ def test_only_the_mediator_pauses_the_livestream_and_each_change_is_a_case_event
     assert paused is True
     assert broadcast_facts(hearing.public_id).paused is False
     assert kinds == ["broadcast_paused", "broadcast_resumed"]
+
+
+def test_members_see_the_on_air_indicator_and_the_mediator_can_pause_from_the_case_page(client):
+    hearing = hearing_for()
+    case = hearing.case
+    applicant = case.parties.get(role="applicant").user
+    detail = reverse("frontend:case_detail", args=[case.tracking_number])
+    pause = reverse("frontend:watch_pause", args=[hearing.public_id])
+
+    client.force_login(applicant)
+    party_page = client.get(detail).content.decode()
+    refused = client.post(pause, {"paused": "1"}, follow=True)
+    client.force_login(case.expert)
+    expert_page = client.get(detail).content.decode()
+    client.post(pause, {"paused": "1"})
+
+    assert f'data-on-air="{hearing.public_id}"' in party_page
+    assert pause not in party_page
+    assert pause in expert_page
+    assert refused.status_code == 200
+    assert list(
+        CaseEvent.objects.filter(case=case, kind__startswith="broadcast_").values_list(
+            "kind", "actor"
+        )
+    ) == [("broadcast_paused", case.expert.pk)]
