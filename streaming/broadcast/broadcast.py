@@ -46,7 +46,7 @@ class Viewer:
     viewer_id: str
     pc: RTCPeerConnection
     video: PacketTrack
-    audio: PacketTrack
+    audio: PacketTrack | None
 
 
 def _codecs(kind: str, mime_type: str):
@@ -101,7 +101,9 @@ class Broadcast:
         video_tee, audio_tee = FrameTee(self.video), FrameTee(self.audio)
         self._tees = [video_tee, audio_tee]
         self._video_fanout = EncodedFanout(
-            video_tee.branch(queue_size=2),
+            # A few frames of slack: a busy event loop delays the fanout now and then, and a
+            # frame dropped here is lost for every viewer at once.
+            video_tee.branch(queue_size=5),
             kind="video",
             bitrate=self.video_bitrate,
             gop_seconds=self.gop_seconds,
@@ -200,7 +202,8 @@ class Broadcast:
             if "video" not in kinds:
                 raise BroadcastError("the offer has no video to receive")
             video = self._video_fanout.subscribe()
-            audio = self._audio_fanout.subscribe()
+            # A viewer that asked for no sound gets none: an unread subscriber only drops packets.
+            audio = self._audio_fanout.subscribe() if "audio" in kinds else None
             for transceiver in pc.getTransceivers():
                 if transceiver.kind == "video":
                     # The packets are VP8 already: that is the only codec this sender can offer.
