@@ -13,9 +13,11 @@ from channels.worker import Worker
 from asgi import application
 from mediation_room import services
 from mediation_room.models import CaseEvent
+from streaming.broadcast import station as station_module
 from streaming.broadcast.node_messages import MEDIA_NODE_CHANNEL, BroadcastNodeConsumer
 from streaming.broadcast.overlay import render_slate
 from streaming.broadcast.scene import SLATE_TEXT
+from streaming.broadcast.services import broadcast_pause
 from streaming.broadcast.station import get_station, reset_station
 from streaming.broadcast.synthetic import colour_area
 from tests.factories import UserFactory, advance, make_case
@@ -239,3 +241,58 @@ def test_signaling_reaches_a_media_node_behind_the_channel_layer(settings):
     assert frame.width == 640
     assert counted["state"] == "live"
     assert left["viewers"] == 0
+
+
+def test_the_mediator_pausing_holds_the_broadcast_and_resuming_brings_it_back():
+    hearing, _ = live_hearing()
+    expert = hearing.case.expert
+
+    async def scenario():
+        communicator, hello = await open_socket(hearing.public_id)
+        seen = [hello["state"]]
+        for paused in (True, False):
+            await database_sync_to_async(broadcast_pause)(
+                hearing=hearing, actor=expert, paused=paused
+            )
+            wanted = "hold" if paused else "live"
+            seen.append(
+                (await states_until(communicator, lambda m, w=wanted: m["state"] == w))["state"]
+            )
+        await communicator.disconnect()
+        await get_station().shutdown()
+        return seen
+
+    assert asyncio.run(scenario()) == ["live", "hold", "live"]
+
+
+def test_the_end_of_the_session_ends_the_broadcast_and_keeps_the_replay_with_consent(
+    monkeypatch, settings
+):
+    monkeypatch.setattr(station_module, "ENDED_GRACE_SECONDS", 0.2)
+    hearing, _ = live_hearing()
+
+    async def scenario():
+        communicator, _ = await open_socket(hearing.public_id)
+        playlist = settings.BROADCAST_HLS_ROOT / hearing.public_id / "live.m3u8"
+        for _ in range(200):
+            if playlist.exists() and ".ts" in playlist.read_text():
+                break
+            await asyncio.sleep(0.05)
+        await database_sync_to_async(services.session_conclude)(
+            hearing=hearing, actor=hearing.case.expert, agreed=True
+        )
+        ended = await states_until(communicator, lambda m: m["state"] == "ended")
+        for _ in range(100):
+            if hearing.public_id not in get_station().broadcasts:
+                break
+            await asyncio.sleep(0.05)
+        await communicator.disconnect()
+        replay = get_station().replays.get(hearing.public_id)
+        await get_station().shutdown()
+        return ended, replay, playlist
+
+    ended, replay, playlist = asyncio.run(scenario())
+
+    assert ended["state"] == "ended"
+    assert replay == playlist.parent
+    assert "#EXT-X-ENDLIST" in playlist.read_text()
