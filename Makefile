@@ -1,0 +1,57 @@
+# The two commands of the README:
+#   make demo   install everything, load the demo data, serve on http://127.0.0.1:8000 (SQLite, no services)
+#   make test   install test dependencies and run the whole suite against PostgreSQL and Redis
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cloudbench
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
+
+.PHONY: demo test install install-test system-packages frontend-assets services lint
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(BIN)/python system-packages
+	$(BIN)/pip install --quiet -e .
+	$(MAKE) --no-print-directory frontend-assets
+
+install-test: $(BIN)/python system-packages
+	$(BIN)/pip install --quiet -e '.[test]'
+	$(MAKE) --no-print-directory frontend-assets
+
+# Debian packages: ffmpeg libraries for media, a CJK font for PDFs and the broadcast picture,
+# chromium for the browser tests. Installed only when missing, and only where we may (root).
+system-packages:
+	@sh .ci/system-packages
+
+frontend-assets:
+	@if [ -f frontend/package.json ]; then cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build; fi
+
+demo: install
+	@mkdir -p var
+	$(BIN)/python manage.py migrate --no-input -v 0
+	$(BIN)/python manage.py demo_data
+	$(BIN)/python manage.py collectstatic --no-input -v 0
+	@echo ""
+	@echo "Cloud Bench is at http://$(HOST):$(PORT)/  (text messages the demo 'sends': http://$(HOST):$(PORT)/dev/sms/)"
+	DJANGO_DEBUG=1 $(BIN)/daphne -b $(HOST) -p $(PORT) asgi:application
+
+services:
+	@sh .ci/services-up
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install-test services
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_EAGER=1 \
+		$(BIN)/python manage.py makemigrations --check --dry-run
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_EAGER=1 \
+		$(BIN)/pytest $(PYTEST_ARGS)

@@ -1,0 +1,98 @@
+"""allauth integration: the phone number lives on User.phone; codes go out as SMS notifications."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.fields import PhoneField
+from django.conf import settings
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .models import User
+from .phones import normalize_mobile
+
+
+class AccountAdapter(DefaultAccountAdapter):
+    def phone_form_field(self, **kwargs: Any) -> PhoneField:
+        # Residents type 13800138000, not +8613800138000: normalise in clean_phone instead of
+        # allauth's strict E.164 pattern.
+        kwargs.setdefault("validators", [])
+        field = PhoneField(**kwargs)
+        field.widget.attrs.update(
+            {"placeholder": "13800138000", "inputmode": "tel", "autocomplete": "tel"}
+        )
+        field.label = _("Mobile number")
+        return field
+
+    def clean_phone(self, phone: str) -> str:
+        return normalize_mobile(phone)
+
+    def set_phone(self, user: User, phone: str, verified: bool) -> None:
+        user.phone = phone
+        user.phone_verified = verified
+        if user.pk:  # during signup allauth calls this before the user is first saved
+            user.save(update_fields=["phone", "phone_verified"])
+
+    def get_phone(self, user: User) -> tuple[str, bool] | None:
+        if not user.phone:
+            return None
+        return user.phone, user.phone_verified
+
+    def set_phone_verified(self, user: User, phone: str) -> None:
+        if user.phone == phone:
+            user.phone_verified = True
+            user.save(update_fields=["phone_verified"])
+
+    def get_user_by_phone(self, phone: str) -> User | None:
+        try:
+            phone = normalize_mobile(phone)
+        except Exception:
+            return None
+        return User.objects.filter(phone=phone, is_active=True).first()
+
+    def generate_phone_verification_code(self, *, user: User, phone: str) -> str:
+        return f"{secrets.randbelow(1_000_000):06d}"
+
+    def send_verification_code_sms(self, user: User, phone: str, code: str, **kwargs: Any) -> None:
+        from .services import notification_send
+
+        notification_send(
+            channel="sms",
+            kind="login_code",
+            body=_(
+                "[Cloud Bench] Your sign-in code is %(code)s, valid for 5 minutes. Do not share it."
+            )
+            % {"code": code},
+            # One row per code: resending a new code is a new message.
+            dedupe_key=f"code:{phone}:{timezone.now().timestamp()}:{secrets.token_hex(4)}",
+            user=user if user.pk else None,
+            phone=phone,
+        )
+
+    def send_unknown_account_sms(self, phone: str, **kwargs: Any) -> None:
+        from .services import notification_send
+
+        notification_send(
+            channel="sms",
+            kind="unknown_account",
+            body=_("[Cloud Bench] No account uses this number yet. Register in one step: %(url)s")
+            % {"url": f"{settings.SITE_URL}/accounts/signup/"},
+            dedupe_key=f"unknown:{phone}:{timezone.now():%Y%m%d%H%M}",
+            phone=phone,
+        )
+
+    def populate_username(self, request, user: User) -> None:
+        # Usernames are internal; residents never see or type one.
+        if not user.username:
+            user.username = f"u{secrets.token_hex(6)}"
+
+    def save_user(self, request, user: User, form, commit: bool = True) -> User:
+        user = super().save_user(request, user, form, commit=False)
+        if not user.username:
+            self.populate_username(request, user)
+        if commit:
+            user.save()
+        return user

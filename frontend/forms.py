@@ -1,0 +1,92 @@
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Community
+from mediation_room.models import Category
+
+
+class CaseForm(forms.Form):
+    category = forms.ChoiceField(label=_("What is the dispute about?"), choices=Category.choices)
+    community = forms.ModelChoiceField(
+        label=_("Your community"),
+        queryset=Community.objects.select_related("street").order_by("street__name", "name"),
+        empty_label=_("Choose your community"),
+    )
+    description = forms.CharField(
+        label=_("What happened?"),
+        max_length=4000,
+        widget=forms.Textarea(attrs={"rows": 6}),
+        help_text=_("In plain words: who, what, since when, what you would like."),
+    )
+    applicant_name = forms.CharField(label=_("Your name"), max_length=40)
+    respondent_name = forms.CharField(label=_("The other party's name"), max_length=40)
+    respondent_phone = forms.CharField(
+        label=_("The other party's mobile number"),
+        max_length=20,
+        widget=forms.TextInput(attrs={"inputmode": "tel", "autocomplete": "off"}),
+        help_text=_("They receive a text message with a link to the case."),
+    )
+    preferred_times = forms.CharField(
+        label=_("When could you meet?"),
+        max_length=300,
+        required=False,
+        help_text=_("For example: weekday evenings, Saturday morning."),
+    )
+    consent_video = forms.BooleanField(
+        label=_("I agree to mediation by video"), required=False, initial=True
+    )
+    consent_livestream = forms.BooleanField(
+        label=_("I agree that residents may watch the session live (faces blurred, no names)"),
+        required=False,
+    )
+    consent_recording = forms.BooleanField(
+        label=_("I agree that the session is recorded"), required=False
+    )
+
+    def consents(self) -> dict[str, bool]:
+        return {
+            "video": self.cleaned_data["consent_video"],
+            "livestream": self.cleaned_data["consent_livestream"],
+            "recording": self.cleaned_data["consent_recording"],
+        }
+
+
+class ConsentForm(forms.Form):
+    video = forms.BooleanField(label=_("Mediation by video"), required=False)
+    livestream = forms.BooleanField(label=_("Live to residents"), required=False)
+    recording = forms.BooleanField(label=_("Recording"), required=False)
+
+
+class LookupForm(forms.Form):
+    tracking_number = forms.CharField(
+        label=_("Tracking number"),
+        max_length=20,
+        widget=forms.TextInput(
+            attrs={"placeholder": "LP-2026-000123", "autocapitalize": "characters"}
+        ),
+    )
+    last_four = forms.RegexField(
+        label=_("Last four digits of your mobile number"),
+        regex=r"^\d{4}$",
+        max_length=4,
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}),
+        error_messages={"invalid": _("Four digits, please.")},
+    )
+
+
+class DeclineForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Reason (the applicant sees it)"),
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+
+
+class NoteForm(forms.Form):
+    note = forms.CharField(label=_("Note"), max_length=500, required=False)
+
+
+class BoardFilterForm(forms.Form):
+    status = forms.CharField(required=False, max_length=20)
+    category = forms.CharField(required=False, max_length=20)
+    community = forms.IntegerField(required=False, min_value=1)

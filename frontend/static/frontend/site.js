@@ -1,0 +1,16 @@
+// Every form that may take a while says so: the button is disabled and a note appears, so nobody
+// presses twice or wonders whether anything happened.
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  const note = form.dataset.busy;
+  if (!note) return;
+  const button = form.querySelector("button[type=submit], button:not([type])");
+  if (button) {
+    button.disabled = true;
+  }
+  const p = document.createElement("p");
+  p.className = "busy-note";
+  p.setAttribute("role", "status");
+  p.textContent = note;
+  form.appendChild(p);
+});

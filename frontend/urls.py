@@ -1,0 +1,24 @@
+from django.urls import path
+
+from . import views
+
+app_name = "frontend"
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("cases/", views.my_cases, name="my_cases"),
+    path("cases/new/", views.case_new, name="case_new"),
+    path("cases/<str:tracking_number>/", views.case_detail, name="case_detail"),
+    path("cases/<str:tracking_number>/consent/", views.case_consent, name="case_consent"),
+    path("cases/<str:tracking_number>/withdraw/", views.case_withdraw, name="case_withdraw"),
+    path("cases/<str:tracking_number>/accept/", views.case_accept, name="case_accept"),
+    path("cases/<str:tracking_number>/decline/", views.case_decline, name="case_decline"),
+    path("cases/<str:tracking_number>/follow-up/", views.case_follow_up, name="case_follow_up"),
+    path("cases/<str:tracking_number>/close/", views.case_close, name="case_close"),
+    path("c/<str:token>/", views.invitation, name="invitation"),
+    path("lookup/", views.lookup, name="lookup"),
+    path("board/", views.board, name="board"),
+    path("board/deliveries/", views.deliveries, name="deliveries"),
+    path("notifications/", views.notifications, name="notifications"),
+    path("notifications/<int:pk>/read/", views.notification_read, name="notification_read"),
+    path("dev/sms/", views.sms_outbox, name="sms_outbox"),
+]

@@ -1,0 +1,2 @@
+app_name = "mediation_room"
+urlpatterns: list = []
