@@ -1,4 +1,5 @@
 import asyncio
+import time
 
 import pytest
 
@@ -85,8 +86,8 @@ def test_every_member_receives_every_other_members_picture_and_voice_from_one_en
         assert loudness > 0.05
     for fanout in fanouts.values():
         assert fanout["subscribers"] == 2
-        # two subscribers, each frame encoded once
-        assert fanout["packets_out"] == fanout["frames_in"]
+        # two subscribers, each frame encoded once (one may be in the encoder right now)
+        assert fanout["frames_in"] - 1 <= fanout["packets_out"] <= fanout["frames_in"]
     assert set(stats) == set(MEMBERS)
     assert all(s["connection"] == "connected" for s in stats.values())
     assert all(s["quality"] in ("good", "fair") for s in stats.values())
@@ -99,12 +100,15 @@ def test_caucus_isolates_the_member_on_hold_on_the_media():
         peers = await full_room(node)
         on_hold = node.set_caucus("r1", {"expert", "applicant"})
         held = view(node, "r1", peers, "respondent")
-        marks = {p: (a.mark(), v.mark()) for p, (a, v) in held.items()}
         await eventually(lambda: all(v.colour == "grey" for _, v in held.values()))
-        # hold for a while, then look at everything that arrived since the caucus began
+        # audio already in flight when the caucus began may still land: wait for it to stop
+        await eventually(
+            lambda: all(a.last_frame_at < time.monotonic() - 0.4 for a, _ in held.values())
+        )
+        marks = {p: (a.mark(), v.mark()) for p, (a, v) in held.items()}
         await asyncio.sleep(1.0)
         during = {
-            p: (a.frames_since(marks[p][0]), v.recent_colours.copy(), v.colours.copy())
+            p: (a.frames_since(marks[p][0]), v.frames_since(marks[p][1]), v.recent_colours.copy())
             for p, (a, v) in held.items()
         }
         caucus_sees_each_other = receives(node, "r1", peers, "expert", "applicant") and receives(
@@ -123,10 +127,11 @@ def test_caucus_isolates_the_member_on_hold_on_the_media():
     on_hold, marks, during, caucus_ok, expert_view, back = asyncio.run(scenario())
 
     assert on_hold == {"expert": False, "applicant": False, "respondent": True}
-    for audio_frames, recent, _ in during.values():
-        # the slate only; at most the audio already in flight when the caucus began
+    for audio_frames, video_frames, recent in during.values():
+        # nothing from the caucus: the slate only, and no audio at all
         assert set(recent) == {"grey"}
-        assert audio_frames <= 5
+        assert video_frames > 0
+        assert audio_frames == 0
     assert caucus_ok
     assert expert_view == "grey"
     assert back
@@ -138,7 +143,8 @@ def test_mute_stops_forwarding_that_members_audio_and_video():
         peers = await full_room(node)
         node.mute("r1", "applicant", audio=True)
         audio, video = view(node, "r1", peers, "respondent")["applicant"]
-        await asyncio.sleep(0.3)  # let in-flight packets land
+        # audio already in flight when the mute began may still land: wait for it to stop
+        await eventually(lambda: audio.last_frame_at < time.monotonic() - 0.4)
         audio_mark, video_mark = audio.mark(), video.mark()
         await asyncio.sleep(1.0)
         silent_frames = audio.frames_since(audio_mark)
@@ -150,7 +156,7 @@ def test_mute_stops_forwarding_that_members_audio_and_video():
 
     silent_frames, video_frames, unmuted = asyncio.run(scenario())
     assert silent_frames == 0
-    assert video_frames > 5
+    assert video_frames >= 3
     assert unmuted
 
 
