@@ -33,6 +33,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
+from .broadcast.node_messages import BroadcastNodeMessages
 from .media.node import MediaNode, OfferRejected
 from .protocol import VERSION
 
@@ -485,8 +486,9 @@ class RoomNodeMessages:
         await self._director().record(message)
 
 
-class MediaNodeConsumer(RoomNodeMessages, AsyncConsumer):
-    """The ``media-node`` channel's consumer (``manage.py runworker media-node``)."""
+class MediaNodeConsumer(RoomNodeMessages, BroadcastNodeMessages, AsyncConsumer):
+    """The ``media-node`` channel's consumer (``manage.py runworker media-node``): the rooms,
+    and their livestreams (``broadcast.*``, see ``streaming.broadcast.node_messages``)."""
 
 
 # -- the process's node ------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """The media node's side of the watch signaling, when the node is its own process.
 
 The web process's :class:`WatchConsumer` sends these to the ``media-node`` channel; the node
-answers on the consumer's own channel. The node's channel consumer (``runworker media-node``)
-takes them by inheriting :class:`BroadcastNodeMessages`; :class:`BroadcastNodeConsumer` is that
-consumer for a node process that serves only broadcasts.
+answers on the consumer's own channel. The node's channel consumer
+(``streaming.node_worker.MediaNodeConsumer``) takes them by inheriting
+:class:`BroadcastNodeMessages`; :class:`BroadcastNodeConsumer` serves broadcasts alone.
 
     broadcast.offer     {public_id, sdp, reply_to}   -> watch.answer_ready {viewer_id, sdp}
                                                        | watch.refused {reason, message}
@@ -14,18 +14,29 @@ consumer for a node process that serves only broadcasts.
 
 from __future__ import annotations
 
+import asyncio
+
 from channels.consumer import AsyncConsumer
 
 from streaming.broadcast.broadcast import BroadcastError, ViewerLimitReached
 from streaming.broadcast.station import get_station
 
+# The same channel as the room's signaling (streaming.node_worker).
 MEDIA_NODE_CHANNEL = "media-node"
+
+_background: set[asyncio.Task] = set()
 
 
 class BroadcastNodeMessages:
     channel_layer: object
 
     async def broadcast_offer(self, message: dict) -> None:
+        # Answering takes a moment (ICE gathering): other messages need not wait for it.
+        task = asyncio.get_running_loop().create_task(self._answer(message))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    async def _answer(self, message: dict) -> None:
         try:
             viewer_id, answer = await get_station().add_viewer(message["public_id"], message["sdp"])
         except ViewerLimitReached as exc:

@@ -364,13 +364,18 @@ def get_station() -> BroadcastStation:
             ice_servers=_ice_servers(),
             pitch_shift=settings.BROADCAST_PITCH_SHIFT,
         )
+        from streaming.node_worker import get_media_node
+
+        _station.attach_node(get_media_node())
     return _station
 
 
-def reset_station() -> None:
-    """Forget the process's station (tests run each scenario in a fresh event loop)."""
+async def reset_station() -> None:
+    """Stop the process's station (tests run each scenario in a fresh event loop)."""
     global _station
-    _station = None
+    station, _station = _station, None
+    if station is not None:
+        await station.shutdown()
 
 
 def _ice_servers() -> list[Any]:
