@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 
 from mediation_room.models import CaseEvent, ConsentKind, Hearing
 from mediation_room.services import consents_all_granted
+from streaming.selectors import room_member_id
 
 # The broadcast picture is drawn in Chinese whatever the viewer's language (it is one picture
 # for every viewer), so the banner has its own names for the categories.
@@ -41,8 +42,8 @@ class BroadcastFacts:
     paused: bool
     expert_user_id: int | None
     expert_name: str
-    # user id -> (party role, chose to show their face)
-    parties: dict[int, tuple[str, bool]] = field(default_factory=dict)
+    # room member id (as the media node knows them) -> the party chose to show their face
+    member_faces: dict[str, bool] = field(default_factory=dict)
 
     @property
     def public(self) -> bool:
@@ -87,8 +88,10 @@ def broadcast_facts(public_id: str) -> BroadcastFacts | None:
         paused=broadcast_paused(hearing),
         expert_user_id=expert.pk if expert else None,
         expert_name=expert.display_name if expert else "",
-        parties={
-            p.user_id: (p.role, p.show_face) for p in case.parties.all() if p.user_id is not None
+        member_faces={
+            room_member_id(hearing.public_id, p.user_id): p.show_face
+            for p in case.parties.all()
+            if p.user_id is not None
         },
     )
 

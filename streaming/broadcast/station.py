@@ -257,7 +257,6 @@ class BroadcastStation:
             role = NODE_ROLES.get(member.role)
             if role is None:
                 continue
-            user_id = int(member_id) if str(member_id).isdigit() else None
             tracks = {}
             for kind in ("video", "audio"):
                 publication = member.published.get(kind)
@@ -273,7 +272,8 @@ class BroadcastStation:
                     tap = publication.hub.tap(queue_size=1 if kind == "video" else 10)
                     self._taps[key] = (publication.hub, tap)
                 tracks[kind] = tap
-            show_face = bool(user_id and facts.parties.get(user_id, ("", False))[1])
+            # Unknown to the case's parties (or not a party): blurred, privacy by default.
+            show_face = facts.member_faces.get(str(member_id), False)
             members.append(
                 BroadcastMember(
                     member_id=str(member_id),
