@@ -44,6 +44,7 @@ class WatchConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.public_id = self.scope["url_route"]["kwargs"]["public_id"]
         self.viewer_id: str | None = None
+        self.offer_pending = False
         self.group = None
         facts = await database_sync_to_async(broadcast_facts)(self.public_id)
         await self.accept()
@@ -82,6 +83,8 @@ class WatchConsumer(AsyncWebsocketConsumer):
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
         await self._leave()
+        # (A viewer answered after this socket closed has no ICE peer: the node drops it when
+        # its connection fails.)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.group is None:
@@ -104,7 +107,12 @@ class WatchConsumer(AsyncWebsocketConsumer):
             await self._offer(message.sdp)
 
     async def _offer(self, sdp: str) -> None:
+        if self.offer_pending:
+            # One peer connection at a time per socket: a flood of offers costs the node nothing.
+            await self._send(watch_error_frame("busy", _("An offer is already being answered.")))
+            return
         await self._leave()
+        self.offer_pending = True
         await self._to_node({"type": "broadcast.offer", "sdp": sdp, "reply_to": self.channel_name})
 
     async def _leave(self) -> None:
@@ -119,10 +127,12 @@ class WatchConsumer(AsyncWebsocketConsumer):
     # -- from the station ---------------------------------------------------------------------
 
     async def watch_answer_ready(self, event: dict) -> None:
+        self.offer_pending = False
         self.viewer_id = event["viewer_id"]
         await self._send({"type": "watch.answer", "sdp": event["sdp"]})
 
     async def watch_refused(self, event: dict) -> None:
+        self.offer_pending = False
         if event["reason"] == "viewer_limit":
             await self._send(
                 {"type": "watch.fallback", "reason": "viewer_limit", "hls": hls_url(self.public_id)}

@@ -214,11 +214,20 @@ def test_bad_messages_get_an_error_frame_and_the_socket_keeps_working():
                 if reply["type"] != "watch.state":
                     break
             replies.append(reply)
+        # a second offer while the first is being answered
+        garbage = {"type": "watch.offer", "sdp": "v=0\r\nnot really sdp"}
+        await communicator.send_json_to(garbage)
+        await communicator.send_json_to(garbage)
+        overlapping = set()
+        while len(overlapping) < 2:
+            reply = await communicator.receive_json_from(timeout=10)
+            if reply["type"] == "error":
+                overlapping.add(reply["code"])
         await communicator.disconnect()
         await stop_node()
-        return replies
+        return replies, overlapping
 
-    replies = asyncio.run(scenario())
+    replies, overlapping = asyncio.run(scenario())
 
     assert [r.get("code", r["type"]) for r in replies] == [
         "bad_json",
@@ -229,6 +238,7 @@ def test_bad_messages_get_an_error_frame_and_the_socket_keeps_working():
         "offer_refused",
         "pong",
     ]
+    assert overlapping == {"busy", "offer_refused"}
 
 
 def test_signaling_reaches_a_media_node_process_through_the_channel_layer(settings):
