@@ -11,7 +11,8 @@ picture; V receive-only aiortc viewers watch it, for V = 10, 50, 100, 200, 400:
 
 Viewers run in separate processes (``--worker``), spread over several of them. Most viewers count
 frames without decoding: the receiver's decoder thread is replaced by one that only counts the
-frames the jitter buffer completes. A few viewers decode and read the clock stamped into the
+frames the jitter buffer completes, and its bandwidth estimator (REMB) is left out, both to keep
+the viewers' own CPU, which shares the machine with the server, low. A few viewers decode and read the clock stamped into the
 mediator's picture when the member frame was made, which gives the end-to-end delay.
 
 Printed per step: server CPU (percent of one core, total and per viewer, and the marginal cost per
@@ -76,11 +77,21 @@ def counting_decoder_worker(loop, input_q, output_q, decode_error):
         COUNTS[key] = COUNTS.get(key, 0) + 1
 
 
+class NoBitrateEstimate:
+    """Stands in for the receiver's bandwidth estimator (REMB), a large share of an aiortc
+    receiver's CPU; the encode-once sender ignores REMB, and MediaRelay's encoders then simply
+    keep aiortc's default bitrate."""
+
+    def add(self, **_: object) -> None:
+        return None
+
+
 async def worker_main(port: int, count: int, decode: bool, tile: list[int]) -> None:
     if not decode:
         import aiortc.rtcrtpreceiver
 
         aiortc.rtcrtpreceiver.decoder_worker = counting_decoder_worker
+        aiortc.rtcrtpreceiver.RemoteBitrateEstimator = NoBitrateEstimate
     from aiortc.mediastreams import MediaStreamError
 
     from streaming.broadcast.synthetic import STAMP_MODULO, clock_ms, read_stamp
