@@ -100,13 +100,16 @@ class Broadcast:
         self.audio = AudioMixerTrack(self.scene)
         video_tee, audio_tee = FrameTee(self.video), FrameTee(self.audio)
         self._tees = [video_tee, audio_tee]
+        # Short queues all the way: frames that wait are delay every viewer sees, and a switch
+        # to the slate reaches viewers only after what is queued before it. A fanout that falls
+        # behind drops frames here instead (two frames, about 130 ms at 15 fps), and each viewer
+        # holds at most four encoded frames.
         self._video_fanout = EncodedFanout(
-            # A few frames of slack: a busy event loop delays the fanout now and then, and a
-            # frame dropped here is lost for every viewer at once.
-            video_tee.branch(queue_size=5),
+            video_tee.branch(queue_size=2),
             kind="video",
             bitrate=self.video_bitrate,
             gop_seconds=self.gop_seconds,
+            queue_size=4,
             name="broadcast",
         )
         self._audio_fanout = EncodedFanout(
