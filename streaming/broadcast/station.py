@@ -95,6 +95,7 @@ class BroadcastStation:
         self._announce_pending: set[str] = set()
         self._announcer: asyncio.Task | None = None
         self._last_announced: dict[str, tuple[str, int]] = {}
+        self._ending: set[str] = set()
 
     # -- the room's media node --------------------------------------------------------------
 
@@ -164,10 +165,13 @@ class BroadcastStation:
         if facts is None or public_id not in self.broadcasts:
             return
         self.facts[public_id] = facts
-        if facts.finished:
-            await self.end(public_id)
-        else:
+        if not facts.finished:
             self._sync(public_id)
+        elif public_id not in self._ending:
+            # In the background: the grace period must not hold up other hearings' updates.
+            self._ending.add(public_id)
+            task = asyncio.ensure_future(self.end(public_id))
+            task.add_done_callback(lambda _: self._ending.discard(public_id))
 
     async def end(self, public_id: str) -> Path | None:
         broadcast = self.broadcasts.get(public_id)
