@@ -62,6 +62,7 @@ class RoomMember:
     in_media: bool = False
     muted: dict[str, bool] = field(default_factory=lambda: {"audio": False, "video": False})
     self_muted: dict[str, bool] = field(default_factory=lambda: {"audio": False, "video": False})
+    receive_video: bool = True
 
 
 @dataclass
@@ -69,6 +70,7 @@ class RoomState:
     public_id: str
     members: dict[str, RoomMember] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)
+    admitted: set[str] = field(default_factory=set)
     caucus: frozenset[str] | None = None
     record: bool = False
     recording: bool = False
@@ -169,7 +171,7 @@ class RoomDirector:
             role=m["role"],
             label=m["label"],
             channel=channel,
-            admitted=m["role"] in HOSTS or bool(previous and previous.admitted),
+            admitted=m["role"] in HOSTS or member_id in room.admitted,
             in_media=bool(previous and previous.in_media),
             muted=previous.muted if previous else {"audio": False, "video": False},
         )
@@ -218,6 +220,8 @@ class RoomDirector:
         member.in_media = True
         if any(member.muted.values()):
             self.node.mute(room.public_id, member.member_id, **member.muted)
+        if not member.receive_video:
+            self.node.set_receive(room.public_id, member.member_id, video=False)
         if room.caucus is not None:
             self._apply_caucus(room)
         await self._to(
@@ -252,15 +256,18 @@ class RoomDirector:
         room.members.pop(member.member_id, None)
         await self._lobby(room)
         await self._announce(room)
-        if not room.members:
-            self.rooms.pop(room.public_id, None)
 
     async def media(self, m: dict[str, Any]) -> None:
         room = self.rooms.get(m["public_id"])
         member = room.members.get(m["member"]) if room else None
         if member is None:
             return
-        member.self_muted = {"audio": bool(m["audio"]), "video": bool(m["video"])}
+        # the page says what is on; the others are shown what is off
+        member.self_muted = {"audio": not m["audio"], "video": not m["video"]}
+        if "receive_video" in m:
+            member.receive_video = bool(m["receive_video"])
+            if member.in_media:
+                self.node.set_receive(room.public_id, member.member_id, video=member.receive_video)
         await self._announce(room)
 
     async def admit(self, m: dict[str, Any]) -> None:
@@ -271,6 +278,7 @@ class RoomDirector:
             await self._error(actor.channel, "bad_member", "unknown room member", "admit")
             return
         target.admitted = True
+        room.admitted.add(target.member_id)
         await self._to(target, {"type": "admitted"})
         await self._lobby(room)
         await self._announce(room)
