@@ -108,7 +108,11 @@ def test_caucus_isolates_the_member_on_hold_on_the_media():
         marks = {p: (a.mark(), v.mark()) for p, (a, v) in held.items()}
         await asyncio.sleep(1.0)
         during = {
-            p: (a.frames_since(marks[p][0]), v.frames_since(marks[p][1]), v.recent_colours.copy())
+            p: (
+                a.frames_since(marks[p][0]),
+                v.frames_since(marks[p][1]),
+                v.colours_since(marks[p][1]),
+            )
             for p, (a, v) in held.items()
         }
         caucus_sees_each_other = receives(node, "r1", peers, "expert", "applicant") and receives(
