@@ -12,6 +12,13 @@ class SignupExtraForm(forms.Form):
         help_text=_("Shown to other residents instead of your number, e.g. 王阿姨."),
     )
 
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        # Residents register by their number; this form is the base of allauth's signup form.
+        if "phone" in self.fields and not cleaned.get("phone") and "phone" not in self.errors:
+            self.add_error("phone", _("Enter your mobile number."))
+        return cleaned
+
     def signup(self, request, user) -> None:
         user.display_name = self.cleaned_data.get("display_name", "").strip()
         user.save(update_fields=["display_name"])

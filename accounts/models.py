@@ -49,6 +49,11 @@ class User(AbstractUser):
         return self.groups.filter(name=role).exists()
 
 
+def user_display(user: User) -> str:
+    """How allauth names a person in its messages: never the internal username or the number."""
+    return str(user.nickname)
+
+
 class Street(TimeStamped):
     """A street office (街道), the level above communities."""
 

@@ -1,6 +1,6 @@
 from django.db.models import Q, QuerySet
 
-from .models import Community, CoordinatorPost, Notification, Role, User
+from .models import Community, CoordinatorPost, Membership, Notification, Role, User
 
 
 def communities_for_coordinator(user: User) -> QuerySet[Community]:
@@ -27,3 +27,13 @@ def unread_notifications(user: User) -> QuerySet[Notification]:
 
 def user_by_phone(phone: str) -> User | None:
     return User.objects.filter(phone=phone).first()
+
+
+def pending_memberships(coordinator: User) -> QuerySet[Membership]:
+    return (
+        Membership.objects.filter(
+            community__in=communities_for_coordinator(coordinator), verified_at__isnull=True
+        )
+        .select_related("user", "community__street")
+        .order_by("created_at")
+    )

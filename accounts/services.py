@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .models import Channel, Community, Membership, Notification, Role, User
 from .sms import get_backend
@@ -162,21 +164,36 @@ def role_grant(*, user: User, role: str) -> None:
 
 
 @transaction.atomic
-def membership_verify(
-    *, coordinator: User, user: User, community: Community, household: str = ""
-) -> Membership:
-    """A coordinator of the community (or its street) confirms that a resident lives there."""
-    from .selectors import communities_for_coordinator
-
-    if not communities_for_coordinator(coordinator).filter(pk=community.pk).exists():
-        from django.core.exceptions import PermissionDenied
-
-        raise PermissionDenied("not a coordinator of this community")
-    membership, _ = Membership.objects.select_for_update().get_or_create(
+def membership_request(*, user: User, community: Community, household: str) -> Membership:
+    """A resident says they live in a community; a coordinator of it verifies before the
+    membership counts (voting, the bench panel)."""
+    household = (household or "").strip()
+    if not household or len(household) > 60:
+        raise ValidationError({"household": _("Give your building, unit and room, e.g. 3-2-501.")})
+    membership, created = Membership.objects.select_for_update().get_or_create(
         user=user, community=community, defaults={"household": household}
     )
-    membership.household = household or membership.household
+    if not created and membership.verified_at is None:
+        membership.household = household
+        membership.save(update_fields=["household", "updated_at"])
+    return membership
+
+
+@transaction.atomic
+def membership_verify(
+    *, coordinator: User, membership: Membership, approve: bool = True
+) -> Membership | None:
+    """A coordinator of the community (or its street) confirms that a resident lives there, or
+    turns the request down (the request is deleted, the resident may ask again)."""
+    from .selectors import communities_for_coordinator
+
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    if not communities_for_coordinator(coordinator).filter(pk=membership.community_id).exists():
+        raise PermissionDenied(_("You are not a coordinator of this community."))
+    if not approve:
+        membership.delete()
+        return None
     membership.verified_at = timezone.now()
     membership.verified_by = coordinator
-    membership.save(update_fields=["household", "verified_at", "verified_by", "updated_at"])
+    membership.save(update_fields=["verified_at", "verified_by", "updated_at"])
     return membership

@@ -170,7 +170,14 @@ LOGOUT_REDIRECT_URL = "frontend:home"
 
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
 ACCOUNT_LOGIN_METHODS = {"phone", "email"}
-ACCOUNT_SIGNUP_FIELDS = ["phone*"]
+# The password is optional: residents never set one (they sign in with a code), staff do (email +
+# password, then TOTP); keeping the field makes allauth's login form take a password.
+# The number is required by our signup form (accounts.forms.SignupExtraForm) rather than here, so
+# that staff accounts without a number can still sign in with email + password.
+ACCOUNT_SIGNUP_FIELDS = ["phone", "password1"]
+# allauth warns when no login method is a required signup field; ours is, one level up (above).
+SILENCED_SYSTEM_CHECKS = ["account.W001"]
+ACCOUNT_USER_DISPLAY = "accounts.models.user_display"
 ACCOUNT_SIGNUP_FORM_CLASS = "accounts.forms.SignupExtraForm"
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_PHONE_VERIFICATION_ENABLED = True
@@ -286,5 +293,7 @@ LOGGING = {
         "django.channels.server": {"level": "WARNING"},
         "aioice": {"level": "WARNING"},
         "aiortc": {"level": "WARNING"},
+        # One line per task at INFO is useful from a worker, noise from inline (eager) tasks.
+        "celery.app.trace": {"level": "WARNING" if CELERY_TASK_ALWAYS_EAGER else "INFO"},
     },
 }

@@ -5,7 +5,15 @@ from accounts.models import Community
 from mediation_room.models import Category
 
 
-class CaseForm(forms.Form):
+class PlainForm(forms.Form):
+    """No ':' after labels: Chinese labels end in their own punctuation (or a question mark)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+
+class CaseForm(PlainForm):
     category = forms.ChoiceField(label=_("What is the dispute about?"), choices=Category.choices)
     community = forms.ModelChoiceField(
         label=_("Your community"),
@@ -51,13 +59,13 @@ class CaseForm(forms.Form):
         }
 
 
-class ConsentForm(forms.Form):
+class ConsentForm(PlainForm):
     video = forms.BooleanField(label=_("Mediation by video"), required=False)
     livestream = forms.BooleanField(label=_("Live to residents"), required=False)
     recording = forms.BooleanField(label=_("Recording"), required=False)
 
 
-class LookupForm(forms.Form):
+class LookupForm(PlainForm):
     tracking_number = forms.CharField(
         label=_("Tracking number"),
         max_length=20,
@@ -74,7 +82,7 @@ class LookupForm(forms.Form):
     )
 
 
-class DeclineForm(forms.Form):
+class DeclineForm(PlainForm):
     reason = forms.CharField(
         label=_("Reason (the applicant sees it)"),
         max_length=500,
@@ -82,11 +90,29 @@ class DeclineForm(forms.Form):
     )
 
 
-class NoteForm(forms.Form):
+class NoteForm(PlainForm):
     note = forms.CharField(label=_("Note"), max_length=500, required=False)
 
 
-class BoardFilterForm(forms.Form):
+class BoardFilterForm(PlainForm):
     status = forms.CharField(required=False, max_length=20)
     category = forms.CharField(required=False, max_length=20)
     community = forms.IntegerField(required=False, min_value=1)
+
+
+class MembershipForm(PlainForm):
+    community = forms.ModelChoiceField(
+        label=_("Your community"),
+        queryset=Community.objects.select_related("street").order_by("street__name", "name"),
+        empty_label=_("Choose your community"),
+    )
+    household = forms.CharField(
+        label=_("Building, unit and room"),
+        max_length=60,
+        help_text=_("For example 3-2-501. The community office checks it before you can vote."),
+    )
+
+
+class MembershipDecisionForm(PlainForm):
+    membership = forms.IntegerField(min_value=1)
+    decision = forms.ChoiceField(choices=[("approve", "approve"), ("reject", "reject")])

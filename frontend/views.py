@@ -6,22 +6,32 @@ from collections.abc import Callable
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from accounts.models import Notification, SmsOutboxMessage
+from accounts.models import Membership, Notification, SmsOutboxMessage
 from accounts.ratelimit import allow, client_ip
-from accounts.selectors import communities_for_coordinator, is_coordinator
-from accounts.services import notification_mark_read
+from accounts.selectors import communities_for_coordinator, is_coordinator, pending_memberships
+from accounts.services import membership_request, membership_verify, notification_mark_read
 from mediation_room import selectors, services
 from mediation_room.errors import CaseError
 from mediation_room.models import Case, Category, Consent, Party, Status
 
-from .forms import BoardFilterForm, CaseForm, ConsentForm, DeclineForm, LookupForm, NoteForm
+from .forms import (
+    BoardFilterForm,
+    CaseForm,
+    ConsentForm,
+    DeclineForm,
+    LookupForm,
+    MembershipDecisionForm,
+    MembershipForm,
+    NoteForm,
+)
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -138,32 +148,6 @@ def case_consent(request: HttpRequest, tracking_number: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def case_withdraw(request: HttpRequest, tracking_number: str) -> HttpResponse:
-    form = NoteForm(request.POST)
-    note = form.cleaned_data["note"] if form.is_valid() else ""
-
-    def act(case: Case) -> str:
-        services.case_withdraw(case=case, actor=request.user, reason=note)
-        return _("The case is withdrawn.")
-
-    return _case_action(request, tracking_number, act)
-
-
-@login_required
-@require_POST
-def case_accept(request: HttpRequest, tracking_number: str) -> HttpResponse:
-    form = NoteForm(request.POST)
-    note = form.cleaned_data["note"] if form.is_valid() else ""
-
-    def act(case: Case) -> str:
-        services.case_accept(case=case, actor=request.user, note=note)
-        return _("The case is accepted.")
-
-    return _case_action(request, tracking_number, act)
-
-
-@login_required
-@require_POST
 def case_decline(request: HttpRequest, tracking_number: str) -> HttpResponse:
     form = DeclineForm(request.POST)
 
@@ -176,28 +160,40 @@ def case_decline(request: HttpRequest, tracking_number: str) -> HttpResponse:
     return _case_action(request, tracking_number, act)
 
 
+# Moves a page makes with an optional note: the service, and what the user is told after it.
+NOTE_ACTIONS: dict[str, tuple[Callable[..., Case], str]] = {
+    "withdraw": (
+        lambda case, user, note: services.case_withdraw(case=case, actor=user, reason=note),
+        gettext_lazy("The case is withdrawn."),
+    ),
+    "accept": (
+        lambda case, user, note: services.case_accept(case=case, actor=user, note=note),
+        gettext_lazy("The case is accepted."),
+    ),
+    "follow-up": (
+        lambda case, user, note: services.case_follow_up(case=case, actor=user, note=note),
+        gettext_lazy("The follow-up visit is recorded."),
+    ),
+    "close": (
+        lambda case, user, note: services.case_close(case=case, actor=user, note=note),
+        gettext_lazy("The case is closed."),
+    ),
+}
+
+
 @login_required
 @require_POST
-def case_follow_up(request: HttpRequest, tracking_number: str) -> HttpResponse:
+def case_note_action(request: HttpRequest, tracking_number: str, action: str) -> HttpResponse:
+    if action not in NOTE_ACTIONS:
+        raise Http404
+    run, done = NOTE_ACTIONS[action]
     form = NoteForm(request.POST)
-    note = form.cleaned_data["note"] if form.is_valid() else ""
 
     def act(case: Case) -> str:
-        services.case_follow_up(case=case, actor=request.user, note=note)
-        return _("The follow-up visit is recorded.")
-
-    return _case_action(request, tracking_number, act)
-
-
-@login_required
-@require_POST
-def case_close(request: HttpRequest, tracking_number: str) -> HttpResponse:
-    form = NoteForm(request.POST)
-    note = form.cleaned_data["note"] if form.is_valid() else ""
-
-    def act(case: Case) -> str:
-        services.case_close(case=case, actor=request.user, note=note)
-        return _("The case is closed.")
+        if not form.is_valid():
+            raise CaseError(" ".join(form.errors.get("note", [])) or _("Check the note."))
+        run(case, request.user, form.cleaned_data["note"])
+        return str(done)
 
     return _case_action(request, tracking_number, act)
 
@@ -281,6 +277,49 @@ def notification_read(request: HttpRequest, pk: int) -> HttpResponse:
     if target.startswith("/") and not target.startswith("//"):
         return HttpResponseRedirect(target)
     return redirect("frontend:notifications")
+
+
+@login_required
+def my_community(request: HttpRequest) -> HttpResponse:
+    """A resident tells which community they live in; the office verifies it."""
+    form = MembershipForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            membership_request(
+                user=request.user,
+                community=form.cleaned_data["community"],
+                household=form.cleaned_data["household"],
+            )
+        except ValidationError as exc:
+            _errors_to_form(form, exc)
+        else:
+            messages.success(request, _("Thank you. The community office will confirm it soon."))
+            return redirect("frontend:my_community")
+    memberships = request.user.memberships.select_related("community__street")
+    return render(request, "frontend/my_community.html", {"form": form, "memberships": memberships})
+
+
+@login_required
+def memberships_pending(request: HttpRequest) -> HttpResponse:
+    if not is_coordinator(request.user):
+        raise Http404
+    if request.method == "POST":
+        form = MembershipDecisionForm(request.POST)
+        if not form.is_valid():
+            raise Http404
+        membership = get_object_or_404(Membership, pk=form.cleaned_data["membership"])
+        try:
+            membership_verify(
+                coordinator=request.user,
+                membership=membership,
+                approve=form.cleaned_data["decision"] == "approve",
+            )
+        except PermissionDenied:
+            raise Http404 from None
+        messages.success(request, _("Saved."))
+        return redirect("frontend:memberships_pending")
+    rows = pending_memberships(request.user)[:200]
+    return render(request, "frontend/memberships_pending.html", {"rows": rows})
 
 
 def sms_outbox(request: HttpRequest) -> HttpResponse:

@@ -267,3 +267,22 @@ def test_pages_send_a_strict_content_security_policy(client):
     response = client.get("/")
     assert "script-src 'self'" in response["Content-Security-Policy"]
     assert "unsafe-inline" not in response["Content-Security-Policy"]
+
+
+def test_oversized_note_is_refused_and_nothing_changes(client, community):
+    coordinator = make_coordinator(community)
+    case = make_case(community=community)
+    client.force_login(coordinator)
+    response = client.post(
+        f"/cases/{case.tracking_number}/accept/", {"note": "长" * 501}, follow=True
+    )
+    case.refresh_from_db()
+    assert case.status == "registered"
+    assert [m.level_tag for m in response.context["messages"]] == ["error"]
+
+
+def test_unknown_case_action_is_404(client, community):
+    coordinator = make_coordinator(community)
+    case = make_case(community=community)
+    client.force_login(coordinator)
+    assert client.post(f"/cases/{case.tracking_number}/explode/").status_code == 404
