@@ -90,3 +90,34 @@ def test_without_every_partys_consent_nothing_is_written(room_settings):
     assert not Recording.objects.exists()
     recordings = Path(room_settings.MEDIA_ROOT) / "private" / "recordings"
     assert not recordings.exists() or not any(recordings.rglob("*.mp4"))
+
+
+def test_a_withdrawn_recording_consent_stops_the_recording_at_once(room_settings):
+    from mediation_room.services import consent_set
+
+    hearing, expert_user, applicant_user = make_room(respondent_records=True)
+    respondent = hearing.case.parties.select_related("user").get(role="respondent")
+    respondent_user = respondent.user
+
+    async def scenario():
+        try:
+            expert = RoomClient(expert_user, hearing.public_id)
+            await expert.connect()
+            await expert.expect("hello")
+            await expert.join()
+            await expert.expect("recording", active=True)
+            await database_sync_to_async(consent_set)(
+                party=respondent, actor=respondent_user, kind="recording", granted=False
+            )
+            stopped = await expert.expect("recording", active=False)
+            await expert.close()
+            return stopped
+        finally:
+            await reset_media_node()
+
+    stopped = async_to_sync(scenario)()
+
+    assert stopped["active"] is False
+    # what was recorded with consent is kept, and nothing after the withdrawal
+    assert Recording.objects.filter(hearing=hearing).count() == 1
+    assert CaseEvent.objects.filter(kind="consent_withdrawn", case=hearing.case).exists()
