@@ -121,25 +121,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def _on_media(self, message: protocol.Message) -> None:
         await self._to_node("room.media", **message.data)
 
+    # the node confirms each of the mediator's actions with a "done" frame that carries the
+    # CaseEvent to record (see room_frame)
     async def _on_admit(self, message: protocol.Message) -> None:
         await self._to_node("room.admit", actor=self.access.member_id, **message.data)
-        await self._event("room_member_admitted", member=message.data["member"])
 
     async def _on_mute(self, message: protocol.Message) -> None:
         await self._to_node("room.mute", actor=self.access.member_id, **message.data)
-        await self._event("room_member_muted", **message.data)
 
     async def _on_remove(self, message: protocol.Message) -> None:
         await self._to_node("room.remove", actor=self.access.member_id, **message.data)
-        await self._event("room_member_removed", member=message.data["member"])
 
     async def _on_caucus(self, message: protocol.Message) -> None:
-        member = message.data["member"]
-        await self._to_node("room.caucus", actor=self.access.member_id, member=member)
-        if member is None:
-            await self._event("room_caucus_ended")
-        else:
-            await self._event("room_caucus_started", member=member)
+        await self._to_node("room.caucus", actor=self.access.member_id, **message.data)
 
     async def _on_ping(self, message: protocol.Message) -> None:
         await self._send({"type": "pong", "ref": message.ref})
@@ -149,6 +143,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def room_frame(self, event: dict[str, Any]) -> None:
         frame = event["frame"]
         await self._send(frame)
+        if event.get("record_event"):
+            await self._event(event["record_event"]["kind"], **event["record_event"]["data"])
         if frame.get("type") == "answer" and event.get("joined"):
             self.in_media = True
             await self._event("room_joined")

@@ -101,6 +101,15 @@ class RoomDirector:
             channel, {"type": "error", "code": code, "message": message, "ref_type": ref_type}
         )
 
+    async def _done(self, actor: RoomMember, action: str, kind: str, **data: Any) -> None:
+        """Confirm an expert's action; the actor's consumer records ``kind`` as a CaseEvent, so
+        the audit trail holds what happened, not what was asked for."""
+        await self._to(
+            actor,
+            {"type": "done", "action": action, **data},
+            record_event={"kind": kind, "data": data},
+        )
+
     def _members_frame(self, room: RoomState) -> dict[str, Any]:
         return {
             "type": "members",
@@ -280,6 +289,7 @@ class RoomDirector:
         target.admitted = True
         room.admitted.add(target.member_id)
         await self._to(target, {"type": "admitted"})
+        await self._done(actor, "admit", "room_member_admitted", member=target.member_id)
         await self._lobby(room)
         await self._announce(room)
 
@@ -295,6 +305,9 @@ class RoomDirector:
                 target.muted[kind] = bool(m[kind])
         if target.in_media:
             self.node.mute(room.public_id, target.member_id, **target.muted)
+        await self._done(
+            actor, "mute", "room_member_muted", member=target.member_id, **target.muted
+        )
         await self._announce(room)
 
     async def remove(self, m: dict[str, Any]) -> None:
@@ -310,6 +323,7 @@ class RoomDirector:
         await self._to(
             target, {"type": "removed", "message": "removed by the mediator"}, close=True
         )
+        await self._done(actor, "remove", "room_member_removed", member=target.member_id)
         await self._lobby(room)
         await self._announce(room)
 
@@ -327,6 +341,10 @@ class RoomDirector:
         self._apply_caucus(room)
         for member in room.members.values():
             await self._to(member, self._caucus_frame(room, member))
+        if room.caucus is None:
+            await self._done(actor, "caucus", "room_caucus_ended")
+        else:
+            await self._done(actor, "caucus", "room_caucus_started", member=target.member_id)
         await self._announce(room)
 
     async def record(self, m: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ Server -> client
     caucus      {active, members, on_hold}
     recording   {active}
     evidence    {id, title, url, content_type, role, label}
+    done        {action, member?}       the node carried out the mediator's action
     removed     {message}               you were removed by the expert; the socket closes
     left        {}
     pong        {}

@@ -102,7 +102,9 @@ def test_caucus_puts_the_other_party_on_hold_on_the_media(hearing_room):
         hold = await respondent.expect("caucus", active=True)
         audio_e, video_e = respondent.streams_of(expert.member_id)
         audio_a, video_a = respondent.streams_of(applicant.member_id)
-        await wait_until(lambda: video_e.colour == "grey" and video_a.colour == "grey")
+        assert await wait_until(
+            lambda: video_e.colour == "grey" and video_a.colour == "grey", within=20
+        )
         await wait_until(
             lambda: max(audio_e.last_frame_at, audio_a.last_frame_at) < time.monotonic() - 0.4
         )
@@ -140,7 +142,11 @@ def test_expert_removes_a_member_who_cannot_come_back(hearing_room):
     async def scenario():
         expert = await enter(hearing_room, "expert", "red", 440.0)
         respondent = await enter(hearing_room, "respondent", "blue", 880.0)
+        # a forged member id changes nothing and is not written to the audit trail
+        await expert.send({"type": "remove", "member": "forged-member-id"})
+        await expert.expect("error", code="bad_member")
         await expert.send({"type": "remove", "member": respondent.member_id})
+        await expert.expect("done", action="remove")
         removed = await respondent.expect("removed")
         await wait_until(lambda: respondent.closed is not None)
         again = RoomClient(hearing_room["respondent"], hearing_room["hearing"].public_id)
