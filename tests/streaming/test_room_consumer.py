@@ -238,3 +238,40 @@ def test_websocket_from_another_origin_is_refused(hearing_room):
         return connected
 
     assert run(scenario) is False
+
+
+def test_after_a_network_drop_a_member_reconnects_with_a_fresh_connection(hearing_room):
+    from streaming.media.probe import ProbePeer
+
+    async def scenario():
+        expert = await enter(hearing_room, "expert", "red", 440.0)
+        applicant = await enter(hearing_room, "applicant", "green", 660.0)
+        await expert.send({"type": "admit", "member": applicant.member_id})
+        await applicant.expect("admitted")
+        await expert.join()
+        await applicant.join()
+        assert await wait_until(
+            lambda: expert.sees(applicant) and applicant.sees(expert), within=30
+        )
+        # the applicant's connection dies; the page offers a fresh one on the same socket
+        dropped = applicant.peer
+        applicant.peer = ProbePeer(colour="green", tone=660.0)
+        applicant.frames.clear()
+        await applicant.send({"type": "reconnect", "offer": await applicant.peer.offer()})
+        answer = await applicant.expect("answer", within=20)
+        await applicant.peer.accept(answer["sdp"])
+        await dropped.close()
+        _, expert_view = expert.streams_of(applicant.member_id)
+        mark = expert_view.mark()
+        back = await wait_until(
+            lambda: applicant.sees(expert) and len(set(expert_view.counters_since(mark))) >= 5,
+            within=30,
+        )
+        await applicant.close()
+        await expert.close()
+        return back
+
+    assert run(scenario)
+    joins = CaseEvent.objects.filter(kind="room_joined", case=hearing_room["hearing"].case)
+    # a reconnection is not a second join
+    assert joins.count() == 2
