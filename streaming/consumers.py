@@ -16,9 +16,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from mediation_room.realtime import case_group
+
 from . import protocol
 from .node_worker import MEDIA_NODE_CHANNEL, ensure_inprocess_worker, room_group
-from .selectors import RoomAccess, RoomRefused, room_access_for_user
+from .selectors import RoomAccess, RoomRefused, recording_consent, room_access_for_user
 from .services import room_event_record
 
 CLOSE_REFUSED = 4403
@@ -57,6 +59,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if settings.MEDIA_NODE_INPROCESS:
             ensure_inprocess_worker()
         await self.channel_layer.group_add(room_group(self.public_id), self.channel_name)
+        # consent answers change during a session: the recording follows them
+        await self.channel_layer.group_add(case_group(self.access.case_id), self.channel_name)
         await self._to_node(
             "room.enter",
             role=self.access.role,
@@ -68,6 +72,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.access is None:
             return
         await self.channel_layer.group_discard(room_group(self.public_id), self.channel_name)
+        await self.channel_layer.group_discard(case_group(self.access.case_id), self.channel_name)
         await self._to_node("room.exit")
         if self.in_media:
             self.in_media = False
@@ -116,25 +121,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def _on_media(self, message: protocol.Message) -> None:
         await self._to_node("room.media", **message.data)
 
+    # the node confirms each of the mediator's actions with a "done" frame that carries the
+    # CaseEvent to record (see room_frame)
     async def _on_admit(self, message: protocol.Message) -> None:
         await self._to_node("room.admit", actor=self.access.member_id, **message.data)
-        await self._event("room_member_admitted", member=message.data["member"])
 
     async def _on_mute(self, message: protocol.Message) -> None:
         await self._to_node("room.mute", actor=self.access.member_id, **message.data)
-        await self._event("room_member_muted", **message.data)
 
     async def _on_remove(self, message: protocol.Message) -> None:
         await self._to_node("room.remove", actor=self.access.member_id, **message.data)
-        await self._event("room_member_removed", member=message.data["member"])
 
     async def _on_caucus(self, message: protocol.Message) -> None:
-        member = message.data["member"]
-        await self._to_node("room.caucus", actor=self.access.member_id, member=member)
-        if member is None:
-            await self._event("room_caucus_ended")
-        else:
-            await self._event("room_caucus_started", member=member)
+        await self._to_node("room.caucus", actor=self.access.member_id, **message.data)
 
     async def _on_ping(self, message: protocol.Message) -> None:
         await self._send({"type": "pong", "ref": message.ref})
@@ -144,6 +143,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def room_frame(self, event: dict[str, Any]) -> None:
         frame = event["frame"]
         await self._send(frame)
+        if event.get("record_event"):
+            await self._event(event["record_event"]["kind"], **event["record_event"]["data"])
         if frame.get("type") == "answer" and event.get("joined"):
             self.in_media = True
             await self._event("room_joined")
@@ -156,6 +157,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
             # the node has forgotten this member already: nothing more to tell it
             self.access = None
             await self.close(code=code)
+
+    async def case_update(self, event: dict[str, Any]) -> None:
+        if self.access is None:
+            return
+        if event.get("event", {}).get("kind") in ("consent_granted", "consent_withdrawn"):
+            record = await database_sync_to_async(recording_consent)(self.public_id)
+            await self._to_node("room.record", record=record)
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -63,6 +63,7 @@ class RoomMember:
     in_media: bool = False
     muted: dict[str, bool] = field(default_factory=lambda: {"audio": False, "video": False})
     self_muted: dict[str, bool] = field(default_factory=lambda: {"audio": False, "video": False})
+    receive_video: bool = True
 
 
 @dataclass
@@ -70,6 +71,7 @@ class RoomState:
     public_id: str
     members: dict[str, RoomMember] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)
+    admitted: set[str] = field(default_factory=set)
     caucus: frozenset[str] | None = None
     record: bool = False
     recording: bool = False
@@ -98,6 +100,15 @@ class RoomDirector:
     async def _error(self, channel: str, code: str, message: str, ref_type: str = "") -> None:
         await self._to_channel(
             channel, {"type": "error", "code": code, "message": message, "ref_type": ref_type}
+        )
+
+    async def _done(self, actor: RoomMember, action: str, kind: str, **data: Any) -> None:
+        """Confirm an expert's action; the actor's consumer records ``kind`` as a CaseEvent, so
+        the audit trail holds what happened, not what was asked for."""
+        await self._to(
+            actor,
+            {"type": "done", "action": action, **data},
+            record_event={"kind": kind, "data": data},
         )
 
     def _members_frame(self, room: RoomState) -> dict[str, Any]:
@@ -170,7 +181,7 @@ class RoomDirector:
             role=m["role"],
             label=m["label"],
             channel=channel,
-            admitted=m["role"] in HOSTS or bool(previous and previous.admitted),
+            admitted=m["role"] in HOSTS or member_id in room.admitted,
             in_media=bool(previous and previous.in_media),
             muted=previous.muted if previous else {"audio": False, "video": False},
         )
@@ -219,6 +230,8 @@ class RoomDirector:
         member.in_media = True
         if any(member.muted.values()):
             self.node.mute(room.public_id, member.member_id, **member.muted)
+        if not member.receive_video:
+            self.node.set_receive(room.public_id, member.member_id, video=False)
         if room.caucus is not None:
             self._apply_caucus(room)
         await self._to(
@@ -253,15 +266,18 @@ class RoomDirector:
         room.members.pop(member.member_id, None)
         await self._lobby(room)
         await self._announce(room)
-        if not room.members:
-            self.rooms.pop(room.public_id, None)
 
     async def media(self, m: dict[str, Any]) -> None:
         room = self.rooms.get(m["public_id"])
         member = room.members.get(m["member"]) if room else None
         if member is None:
             return
-        member.self_muted = {"audio": bool(m["audio"]), "video": bool(m["video"])}
+        # the page says what is on; the others are shown what is off
+        member.self_muted = {"audio": not m["audio"], "video": not m["video"]}
+        if "receive_video" in m:
+            member.receive_video = bool(m["receive_video"])
+            if member.in_media:
+                self.node.set_receive(room.public_id, member.member_id, video=member.receive_video)
         await self._announce(room)
 
     async def admit(self, m: dict[str, Any]) -> None:
@@ -272,7 +288,9 @@ class RoomDirector:
             await self._error(actor.channel, "bad_member", "unknown room member", "admit")
             return
         target.admitted = True
+        room.admitted.add(target.member_id)
         await self._to(target, {"type": "admitted"})
+        await self._done(actor, "admit", "room_member_admitted", member=target.member_id)
         await self._lobby(room)
         await self._announce(room)
 
@@ -288,6 +306,9 @@ class RoomDirector:
                 target.muted[kind] = bool(m[kind])
         if target.in_media:
             self.node.mute(room.public_id, target.member_id, **target.muted)
+        await self._done(
+            actor, "mute", "room_member_muted", member=target.member_id, **target.muted
+        )
         await self._announce(room)
 
     async def remove(self, m: dict[str, Any]) -> None:
@@ -303,6 +324,7 @@ class RoomDirector:
         await self._to(
             target, {"type": "removed", "message": "removed by the mediator"}, close=True
         )
+        await self._done(actor, "remove", "room_member_removed", member=target.member_id)
         await self._lobby(room)
         await self._announce(room)
 
@@ -320,6 +342,10 @@ class RoomDirector:
         self._apply_caucus(room)
         for member in room.members.values():
             await self._to(member, self._caucus_frame(room, member))
+        if room.caucus is None:
+            await self._done(actor, "caucus", "room_caucus_ended")
+        else:
+            await self._done(actor, "caucus", "room_caucus_started", member=target.member_id)
         await self._announce(room)
 
     async def record(self, m: dict[str, Any]) -> None:

@@ -8,7 +8,8 @@ Client -> server
     join        {offer}                 enter the room (members wait in the lobby until admitted)
     reconnect   {offer}                 a fresh peer connection after a network drop
     leave       {}                      leave the room (the socket stays open, rejoin with join)
-    media       {audio, video}          the member muted their own microphone / camera
+    media       {audio, video, receive_video?}  own microphone / camera on (true) or off;
+                                        receive_video false: audio only, send me no video
     admit       {member}                expert: let a member in from the lobby
     mute        {member, audio?, video?}  expert: stop (true) or resume (false) forwarding
     remove      {member}                expert: send a member out of the room
@@ -26,6 +27,7 @@ Server -> client
     caucus      {active, members, on_hold}
     recording   {active}
     evidence    {id, title, url, content_type, role, label}
+    done        {action, member?}       the node carried out the mediator's action
     removed     {message}               you were removed by the expert; the socket closes
     left        {}
     pong        {}
@@ -100,6 +102,15 @@ def _flags(frame: dict[str, Any], type_: str, *, required: bool) -> dict[str, An
     return out
 
 
+def _receive_video(frame: dict[str, Any], type_: str) -> dict[str, Any]:
+    value = frame.get("receive_video")
+    if value is None:
+        return {}
+    if not isinstance(value, bool):
+        raise ProtocolError("bad_value", _("receive_video must be true or false."), ref_type=type_)
+    return {"receive_video": value}
+
+
 def _empty(frame: dict[str, Any], type_: str) -> dict[str, Any]:
     return {}
 
@@ -108,7 +119,7 @@ SCHEMAS = {
     "join": _sdp,
     "reconnect": _sdp,
     "leave": _empty,
-    "media": lambda f, t: _flags(f, t, required=True),
+    "media": lambda f, t: {**_flags(f, t, required=True), **_receive_video(f, t)},
     "admit": _member,
     "mute": lambda f, t: {**_member(f, t), **_flags(f, t, required=False)},
     "remove": _member,

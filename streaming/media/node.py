@@ -143,6 +143,7 @@ class Member:
     assignment: dict[str, int] = field(default_factory=dict)
     published: dict[str, Publication] = field(default_factory=dict)
     muted: dict[str, bool] = field(default_factory=lambda: {"audio": False, "video": False})
+    receive_video: bool = True
     joined_at: float = field(default_factory=time.monotonic)
     connections: int = 0
 
@@ -308,6 +309,12 @@ class MediaNode:
         self._reconcile(room)
         self._emit(room_id, member_id, "muted", dict(member.muted))
         return dict(member.muted)
+
+    def set_receive(self, room_id: str, member_id: str, *, video: bool) -> None:
+        """Whether a member receives video at all (an audio-only member saves the bandwidth)."""
+        room = self._room(room_id)
+        room.members[member_id].receive_video = video
+        self._reconcile(room)
 
     def layout(self, room_id: str, member_id: str) -> list[dict[str, Any]]:
         """Which member each of this member's slots shows, by m-line id."""
@@ -528,7 +535,9 @@ class MediaNode:
         video = publisher.published.get("video")
         audio = publisher.published.get("audio")
         return (
-            video.fanout if video and not publisher.muted["video"] else None,
+            video.fanout
+            if video and not publisher.muted["video"] and viewer.receive_video
+            else None,
             audio.fanout if audio and not publisher.muted["audio"] else None,
         )
 

@@ -46,6 +46,7 @@ class ReceivedStream:
     last_frame_at: float | None = None
     colours: Counter[str] = field(default_factory=Counter)
     recent_colours: deque[str] = field(default_factory=lambda: deque(maxlen=10))
+    colour_log: list[str] = field(default_factory=list)
     counters: list[int] = field(default_factory=list)
     energy: float = 0.0
     recent_samples: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=25))
@@ -53,13 +54,20 @@ class ReceivedStream:
 
     def mark(self) -> dict[str, Any]:
         """A snapshot to compare against later (``since``)."""
-        return {"frames": self.frames, "counters": len(self.counters)}
+        return {
+            "frames": self.frames,
+            "counters": len(self.counters),
+            "colours": len(self.colour_log),
+        }
 
     def frames_since(self, mark: dict[str, Any]) -> int:
         return self.frames - mark["frames"]
 
     def counters_since(self, mark: dict[str, Any]) -> list[int]:
         return self.counters[mark["counters"] :]
+
+    def colours_since(self, mark: dict[str, Any]) -> set[str]:
+        return set(self.colour_log[mark["colours"] :])
 
     @property
     def colour(self) -> str | None:
@@ -141,6 +149,7 @@ class ProbePeer:
                     colour = closest_colour(frame)
                     stream.colours[colour] += 1
                     stream.recent_colours.append(colour)
+                    stream.colour_log.append(colour)
                     stream.counters.append(read_counter(frame))
                 else:
                     samples = audio_samples(frame)

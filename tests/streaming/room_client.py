@@ -64,9 +64,10 @@ class RoomClient:
 
     @property
     def member_id(self) -> str:
-        return (
-            self.frames[0]["me"]["id"] if self.frames and self.frames[0]["type"] == "hello" else ""
-        )
+        hello = next((f for f in self.frames if f["type"] == "hello"), None)
+        if hello is not None:
+            self._member_id = hello["me"]["id"]
+        return getattr(self, "_member_id", "")
 
     async def join(self) -> dict:
         self.peer = ProbePeer(colour=self.colour, tone=self.tone)

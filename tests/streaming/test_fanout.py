@@ -67,7 +67,7 @@ def test_every_subscriber_gets_the_same_packets_from_one_encode():
     assert all(a is b is c for a, b, c in zip(first, second, third, strict=True))
     assert stats["subscribers"] == 3
     assert stats["packets_out"] >= 20
-    assert stats["frames_in"] == stats["packets_out"]
+    assert stats["frames_in"] - 1 <= stats["packets_out"] <= stats["frames_in"]
     assert first[0].is_keyframe
     assert all(p.time_base == VIDEO_TIME_BASE for p in first)
     pts = [p.pts for p in first]

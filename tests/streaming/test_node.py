@@ -100,7 +100,9 @@ def test_caucus_isolates_the_member_on_hold_on_the_media():
         peers = await full_room(node)
         on_hold = node.set_caucus("r1", {"expert", "applicant"})
         held = view(node, "r1", peers, "respondent")
-        await eventually(lambda: all(v.colour == "grey" for _, v in held.values()))
+        assert await eventually(
+            lambda: all(v.colour == "grey" for _, v in held.values()), within=20
+        )
         # audio already in flight when the caucus began may still land: wait for it to stop
         await eventually(
             lambda: all(a.last_frame_at < time.monotonic() - 0.4 for a, _ in held.values())
@@ -108,7 +110,11 @@ def test_caucus_isolates_the_member_on_hold_on_the_media():
         marks = {p: (a.mark(), v.mark()) for p, (a, v) in held.items()}
         await asyncio.sleep(1.0)
         during = {
-            p: (a.frames_since(marks[p][0]), v.frames_since(marks[p][1]), v.recent_colours.copy())
+            p: (
+                a.frames_since(marks[p][0]),
+                v.frames_since(marks[p][1]),
+                v.colours_since(marks[p][1]),
+            )
             for p, (a, v) in held.items()
         }
         caucus_sees_each_other = receives(node, "r1", peers, "expert", "applicant") and receives(

@@ -20,7 +20,12 @@ pytestmark = [pytest.mark.media, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def hearing_room(room_settings):
     applicant, respondent, expert = UserFactory(), UserFactory(), make_expert()
-    case = make_case(applicant=applicant, respondent=respondent)
+    # no recording consent: these tests are about the room, and a recorder would only add load
+    case = make_case(
+        applicant=applicant,
+        respondent=respondent,
+        respondent_consents={"video": True, "livestream": True, "recording": False},
+    )
     hearing = advance(case, "scheduled", expert=expert)
     return {"hearing": hearing, "applicant": applicant, "respondent": respondent, "expert": expert}
 
@@ -58,7 +63,7 @@ async def full_room(room):
     for viewer in members:
         for other in members:
             if viewer is not other:
-                assert await wait_until(lambda v=viewer, o=other: v.sees(o), within=15), (
+                assert await wait_until(lambda v=viewer, o=other: v.sees(o), within=30), (
                     viewer.user,
                     other.user,
                 )
@@ -97,17 +102,19 @@ def test_caucus_puts_the_other_party_on_hold_on_the_media(hearing_room):
         hold = await respondent.expect("caucus", active=True)
         audio_e, video_e = respondent.streams_of(expert.member_id)
         audio_a, video_a = respondent.streams_of(applicant.member_id)
-        await wait_until(lambda: video_e.colour == "grey" and video_a.colour == "grey")
+        assert await wait_until(
+            lambda: video_e.colour == "grey" and video_a.colour == "grey", within=20
+        )
         await wait_until(
             lambda: max(audio_e.last_frame_at, audio_a.last_frame_at) < time.monotonic() - 0.4
         )
-        marks = (audio_e.mark(), audio_a.mark(), video_e.mark())
+        marks = (audio_e.mark(), audio_a.mark(), video_e.mark(), video_a.mark())
         await asyncio.sleep(1.0)
         during = (
             audio_e.frames_since(marks[0]),
             audio_a.frames_since(marks[1]),
             video_e.frames_since(marks[2]),
-            set(video_e.recent_colours) | set(video_a.recent_colours),
+            video_e.colours_since(marks[2]) | video_a.colours_since(marks[3]),
         )
         caucus_ok = expert.sees(applicant) and applicant.sees(expert)
         await expert.send({"type": "caucus", "member": None})
@@ -135,7 +142,11 @@ def test_expert_removes_a_member_who_cannot_come_back(hearing_room):
     async def scenario():
         expert = await enter(hearing_room, "expert", "red", 440.0)
         respondent = await enter(hearing_room, "respondent", "blue", 880.0)
+        # a forged member id changes nothing and is not written to the audit trail
+        await expert.send({"type": "remove", "member": "forged-member-id"})
+        await expert.expect("error", code="bad_member")
         await expert.send({"type": "remove", "member": respondent.member_id})
+        await expert.expect("done", action="remove")
         removed = await respondent.expect("removed")
         await wait_until(lambda: respondent.closed is not None)
         again = RoomClient(hearing_room["respondent"], hearing_room["hearing"].public_id)
@@ -227,3 +238,40 @@ def test_websocket_from_another_origin_is_refused(hearing_room):
         return connected
 
     assert run(scenario) is False
+
+
+def test_after_a_network_drop_a_member_reconnects_with_a_fresh_connection(hearing_room):
+    from streaming.media.probe import ProbePeer
+
+    async def scenario():
+        expert = await enter(hearing_room, "expert", "red", 440.0)
+        applicant = await enter(hearing_room, "applicant", "green", 660.0)
+        await expert.send({"type": "admit", "member": applicant.member_id})
+        await applicant.expect("admitted")
+        await expert.join()
+        await applicant.join()
+        assert await wait_until(
+            lambda: expert.sees(applicant) and applicant.sees(expert), within=30
+        )
+        # the applicant's connection dies; the page offers a fresh one on the same socket
+        dropped = applicant.peer
+        applicant.peer = ProbePeer(colour="green", tone=660.0)
+        applicant.frames.clear()
+        await applicant.send({"type": "reconnect", "offer": await applicant.peer.offer()})
+        answer = await applicant.expect("answer", within=20)
+        await applicant.peer.accept(answer["sdp"])
+        await dropped.close()
+        _, expert_view = expert.streams_of(applicant.member_id)
+        mark = expert_view.mark()
+        back = await wait_until(
+            lambda: applicant.sees(expert) and len(set(expert_view.counters_since(mark))) >= 5,
+            within=30,
+        )
+        await applicant.close()
+        await expert.close()
+        return back
+
+    assert run(scenario)
+    joins = CaseEvent.objects.filter(kind="room_joined", case=hearing_room["hearing"].case)
+    # a reconnection is not a second join
+    assert joins.count() == 2
