@@ -73,3 +73,6 @@ class HearingAdmin(admin.ModelAdmin):
 @admin.register(CaseNumber)
 class CaseNumberAdmin(admin.ModelAdmin):
     list_display = ("year", "last")
+
+
+from .agreements import admin as agreements_admin  # noqa: E402, F401 (registers the models)

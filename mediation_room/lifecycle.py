@@ -27,6 +27,8 @@ TRANSITIONS: dict[tuple[str, str], frozenset[str]] = {
     (Status.ACCEPTED, Status.WITHDRAWN): frozenset({"applicant"}),
     (Status.MATCHED, Status.WITHDRAWN): frozenset({"applicant"}),
     (Status.SCHEDULED, Status.WITHDRAWN): frozenset({"applicant"}),
+    # A party refuses to sign the agreement after the session was concluded as agreed.
+    (Status.AGREED, Status.NOT_AGREED): frozenset({"system"}),
     (Status.AGREED, Status.FOLLOWED_UP): frozenset({"coordinator", "system"}),
     (Status.NOT_AGREED, Status.FOLLOWED_UP): frozenset({"coordinator", "system"}),
     (Status.WITHDRAWN, Status.FOLLOWED_UP): frozenset({"coordinator", "system"}),

@@ -223,3 +223,16 @@ class Hearing(TimeStamped):
 
     def __str__(self) -> str:
         return f"{self.case.tracking_number} @ {self.starts_at:%Y-%m-%d %H:%M}"
+
+
+# Agreement models live in their own module; importing them here registers them with the app.
+from .agreements.models import (  # noqa: E402, F401
+    Agreement,
+    AgreementComment,
+    AgreementSignature,
+    AgreementVersion,
+    FollowUp,
+    FollowUpAnswer,
+    LedgerHead,
+    SigningChallenge,
+)

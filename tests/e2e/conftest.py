@@ -118,7 +118,10 @@ def live_server_url(transactional_db) -> Iterator[str]:
         connection.close()
 
 
-@pytest.fixture(scope="session")
+# Per test, not per session: Playwright's sync API keeps an asyncio loop running in the main thread
+# while it is open, and a later transactional test whose service broadcasts after commit
+# (realtime.publish_case_update → async_to_sync) would then fail in that thread.
+@pytest.fixture
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(
