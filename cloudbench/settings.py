@@ -290,6 +290,13 @@ TURN_SHARED_SECRET = env_str("TURN_SHARED_SECRET")
 TURN_URLS = env_list("TURN_URLS", [])
 TURN_CREDENTIAL_TTL = timedelta(seconds=env_int("TURN_CREDENTIAL_TTL", 6 * 3600))
 MEDIA_NODE_INPROCESS = env_bool("MEDIA_NODE_INPROCESS", not REDIS_URL)
+# Livestream: WebRTC viewers one media node serves before the watch page falls back to HLS; where
+# the HLS segments are written (nginx serves BROADCAST_HLS_URL from there in production).
+BROADCAST_VIEWER_LIMIT = env_int("BROADCAST_VIEWER_LIMIT", 200)
+BROADCAST_HLS_ROOT = Path(env_str("BROADCAST_HLS_ROOT", str(MEDIA_ROOT / "hls")))
+BROADCAST_HLS_URL = env_str("BROADCAST_HLS_URL", MEDIA_URL + "hls/")
+# Pitch ratio applied to the parties' voices on air (e.g. 0.85); empty = unchanged.
+BROADCAST_PITCH_SHIFT = float(env_str("BROADCAST_PITCH_SHIFT") or 0) or None
 
 LOGGING = {
     "version": 1,

@@ -8,6 +8,8 @@ const path = require("path");
 const VENDOR_FILES = [
   ["chart.js/dist/chart.umd.min.js", "chart.js/chart.umd.min.js"],
   ["chart.js/LICENSE.md", "chart.js/LICENSE.md"],
+  ["hls.js/dist/hls.min.js", "hls.min.js"],
+  ["hls.js/LICENSE", "hls.js/LICENSE"],
 ];
 
 const here = __dirname;

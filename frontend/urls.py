@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import livestream, views
 
 app_name = "frontend"
 urlpatterns = [
@@ -17,6 +17,8 @@ urlpatterns = [
     ),
     path("c/<str:token>/", views.invitation, name="invitation"),
     path("lookup/", views.lookup, name="lookup"),
+    path("watch/<str:public_id>/", livestream.watch, name="watch"),
+    path("watch/<str:public_id>/pause/", livestream.watch_pause, name="watch_pause"),
     path("board/", views.board, name="board"),
     path("board/deliveries/", views.deliveries, name="deliveries"),
     path("notifications/", views.notifications, name="notifications"),

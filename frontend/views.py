@@ -32,10 +32,11 @@ from .forms import (
     MembershipForm,
     NoteForm,
 )
+from .livestream import home_context
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "frontend/home.html")
+    return render(request, "frontend/home_live.html", home_context(request))
 
 
 @login_required

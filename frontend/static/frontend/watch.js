@@ -1,0 +1,130 @@
+// The watch page: WebRTC from the media node by default; HLS (hls.js, or the browser's own player)
+// when WebRTC is missing, fails, or the node has reached its viewer limit.
+(function () {
+  "use strict";
+  const root = document.getElementById("watch");
+  if (!root) return;
+  const video = document.getElementById("player");
+  const stateEl = document.getElementById("watch-state");
+  const viewersEl = document.getElementById("watch-viewers");
+  const modeEl = document.getElementById("watch-mode");
+  const errorEl = document.getElementById("watch-error");
+  const slateNote = document.getElementById("slate-note");
+  const texts = {};
+  document.getElementById("watch-texts").content.querySelectorAll("[data-key]").forEach(
+    (el) => { texts[el.dataset.key] = el.textContent; });
+  const hlsUrl = root.dataset.hls;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}/ws/watch/${root.dataset.publicId}/`);
+  let pc = null;
+  let mode = null;
+  let hls = null;
+  let answerTimer = null;
+
+  function send(message) {
+    if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+  }
+
+  function showError(text) {
+    errorEl.textContent = text;
+    errorEl.hidden = false;
+  }
+
+  function setMode(name) {
+    mode = name;
+    root.dataset.mode = name;
+    modeEl.textContent = texts[name] || "";
+  }
+
+  function closePeer() {
+    if (pc) { pc.close(); pc = null; }
+    clearTimeout(answerTimer);
+  }
+
+  function playHls() {
+    if (mode === "hls") return;
+    if (pc) { closePeer(); send({ type: "watch.leave" }); }
+    setMode("hls");
+    video.srcObject = null;
+    if (window.Hls && window.Hls.isSupported()) {
+      // The playlist appears a segment after the session goes live: keep asking for it.
+      hls = new window.Hls({ manifestLoadingMaxRetry: 30, manifestLoadingRetryDelay: 1000,
+        liveSyncDurationCount: 2 });
+      hls.loadSource(hlsUrl);
+      hls.attachMedia(video);
+    } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
+      video.src = hlsUrl;
+    } else {
+      showError(texts.unavailable);
+      return;
+    }
+    video.play().catch(() => {});
+  }
+
+  function iceGathered(peer) {
+    // aiortc does not take trickled candidates: send the offer with all of them in it.
+    if (peer.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => { if (peer.iceGatheringState === "complete") resolve(); };
+      peer.addEventListener("icegatheringstatechange", done);
+      setTimeout(resolve, 3000);
+    });
+  }
+
+  async function playWebRtc() {
+    if (typeof window.RTCPeerConnection !== "function") { playHls(); return; }
+    setMode("webrtc");
+    try {
+      pc = new RTCPeerConnection({ iceServers: JSON.parse(root.dataset.ice || "[]") });
+      pc.addTransceiver("video", { direction: "recvonly" });
+      pc.addTransceiver("audio", { direction: "recvonly" });
+      const stream = new MediaStream();
+      pc.addEventListener("track", (event) => {
+        stream.addTrack(event.track);
+        video.srcObject = stream;
+        video.play().catch(() => {});
+      });
+      pc.addEventListener("connectionstatechange", () => {
+        if (pc && pc.connectionState === "failed") playHls();
+      });
+      await pc.setLocalDescription(await pc.createOffer());
+      await iceGathered(pc);
+      send({ type: "watch.offer", sdp: pc.localDescription.sdp });
+      answerTimer = setTimeout(() => { if (mode === "webrtc") playHls(); }, 10000);
+    } catch (error) {
+      playHls();
+    }
+  }
+
+  function showState(message) {
+    stateEl.dataset.state = message.state;
+    stateEl.textContent = texts[message.state] || message.state;
+    viewersEl.textContent = texts.viewers.replace("%(n)s", message.viewers);
+    slateNote.hidden = message.state !== "hold";
+    root.dataset.state = message.state;
+    if (message.state === "ended") {
+      closePeer();
+      if (hls) { hls.stopLoad(); }
+    } else if (mode === null) {
+      if (root.dataset.forceHls) playHls(); else playWebRtc();
+    }
+  }
+
+  socket.addEventListener("message", async (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === "watch.state") {
+      showState(message);
+    } else if (message.type === "watch.answer" && pc) {
+      clearTimeout(answerTimer);
+      await pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
+    } else if (message.type === "watch.fallback") {
+      playHls();
+    } else if (message.type === "error") {
+      if (mode === "webrtc" && message.code === "offer_refused") playHls();
+      else showError(message.message);
+    }
+  });
+  socket.addEventListener("close", (event) => {
+    if (event.code === 4403 || event.code === 4404) closePeer();
+  });
+})();

@@ -1,0 +1,155 @@
+"""The watch WebSocket: residents ask for the WebRTC stream of a public session."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils.translation import gettext as _
+
+from streaming.broadcast.node_messages import MEDIA_NODE_CHANNEL
+from streaming.broadcast.selectors import broadcast_facts
+from streaming.broadcast.station import hls_url, watch_group
+from streaming.node_worker import ensure_inprocess_worker
+from streaming.protocol import (
+    WatchLeave,
+    WatchOffer,
+    WatchPing,
+    WatchProtocolError,
+    parse_watch_message,
+    watch_error_frame,
+)
+
+logger = logging.getLogger(__name__)
+
+# Close codes: the page shows the reason and does not retry.
+CLOSE_NOT_FOUND = 4404
+CLOSE_PRIVATE = 4403
+STATE_ATTEMPTS = 8
+
+
+class WatchConsumer(AsyncWebsocketConsumer):
+    """Thin: checks the session is public, forwards offers to the station, relays state.
+
+    The station lives with the media node and is reached over the channel layer
+    (``node_messages``), whether the node is its own process or a task of this one
+    (``MEDIA_NODE_INPROCESS``): one code path, as for the room.
+    """
+
+    async def connect(self) -> None:
+        self.public_id = self.scope["url_route"]["kwargs"]["public_id"]
+        self.viewer_id: str | None = None
+        self.offer_pending = False
+        self.group = None
+        facts = await database_sync_to_async(broadcast_facts)(self.public_id)
+        await self.accept()
+        if facts is None:
+            await self._send(watch_error_frame("not_found", _("There is no such session.")))
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        if not facts.public:
+            # Anonymous or signed in, nobody watches a session whose parties did not all agree.
+            await self._send(watch_error_frame("private", _("This session is not public.")))
+            await self.close(code=CLOSE_PRIVATE)
+            return
+        self.group = watch_group(self.public_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        if settings.MEDIA_NODE_INPROCESS:
+            ensure_inprocess_worker()
+        self._state_seen = asyncio.Event()
+        self._asking = asyncio.ensure_future(self._ask_for_state())
+
+    async def _ask_for_state(self) -> None:
+        # A channel-layer message to a node that is not listening yet (just started, or
+        # restarting) is lost, not queued: ask again until the node answers.
+        for attempt in range(STATE_ATTEMPTS):
+            await self._to_node({"type": "broadcast.snapshot", "reply_to": self.channel_name})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._state_seen.wait(), 0.25 * (attempt + 1))
+                return
+        await self._send(
+            watch_error_frame("unavailable", _("The livestream is not available right now."))
+        )
+
+    async def disconnect(self, code: int) -> None:
+        asking = getattr(self, "_asking", None)
+        if asking is not None:
+            asking.cancel()
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self._leave()
+        # (A viewer answered after this socket closed has no ICE peer: the node drops it when
+        # its connection fails.)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.group is None:
+            return
+        raw = text_data if text_data is not None else ""
+        try:
+            content = json.loads(raw) if text_data is not None else None
+            message = parse_watch_message(content, size=len(raw))
+        except json.JSONDecodeError:
+            await self._send(watch_error_frame("bad_json", _("Messages are JSON.")))
+            return
+        except WatchProtocolError as exc:
+            await self._send(watch_error_frame(exc.code, exc.message))
+            return
+        if isinstance(message, WatchPing):
+            await self._send({"type": "pong"})
+        elif isinstance(message, WatchLeave):
+            await self._leave()
+        elif isinstance(message, WatchOffer):
+            await self._offer(message.sdp)
+
+    async def _offer(self, sdp: str) -> None:
+        if self.offer_pending:
+            # One peer connection at a time per socket: a flood of offers costs the node nothing.
+            await self._send(watch_error_frame("busy", _("An offer is already being answered.")))
+            return
+        await self._leave()
+        self.offer_pending = True
+        await self._to_node({"type": "broadcast.offer", "sdp": sdp, "reply_to": self.channel_name})
+
+    async def _leave(self) -> None:
+        if self.viewer_id is None:
+            return
+        viewer_id, self.viewer_id = self.viewer_id, None
+        await self._to_node({"type": "broadcast.leave", "viewer_id": viewer_id})
+
+    async def _to_node(self, message: dict) -> None:
+        await self.channel_layer.send(MEDIA_NODE_CHANNEL, {**message, "public_id": self.public_id})
+
+    # -- from the station ---------------------------------------------------------------------
+
+    async def watch_answer_ready(self, event: dict) -> None:
+        self.offer_pending = False
+        self.viewer_id = event["viewer_id"]
+        await self._send({"type": "watch.answer", "sdp": event["sdp"]})
+
+    async def watch_refused(self, event: dict) -> None:
+        self.offer_pending = False
+        if event["reason"] == "viewer_limit":
+            await self._send(
+                {"type": "watch.fallback", "reason": "viewer_limit", "hls": hls_url(self.public_id)}
+            )
+        else:
+            await self._send(watch_error_frame("offer_refused", event["message"]))
+
+    async def watch_state(self, event: dict) -> None:
+        self._state_seen.set()
+        await self._send(
+            {
+                "type": "watch.state",
+                "state": event["state"],
+                "viewers": event["viewers"],
+                "hls": hls_url(self.public_id),
+            }
+        )
+
+    async def _send(self, content: dict) -> None:
+        await self.send(text_data=json.dumps(content, ensure_ascii=False))

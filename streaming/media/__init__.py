@@ -1,0 +1,1 @@
+"""The media plane: aiortc peers, encode-once fanout, composition and recording."""

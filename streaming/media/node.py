@@ -1,0 +1,622 @@
+"""The media node: one RTCPeerConnection per room member, selective forwarding between them.
+
+A member's offer carries, in this order of meaning (the order of m-lines is free):
+
+* at most one audio and one video m-line the member *sends* (``sendonly``/``sendrecv``): what the
+  member publishes;
+* pairs of ``recvonly`` audio + video m-lines: *slots*, each showing one other member.
+
+Slots exist so that membership, caucuses and mutes never need a renegotiation (aiortc cannot
+renegotiate reliably and does not restart ICE): the node only changes what feeds each slot.
+Every slot sender has one permanent ``PacketTrack``; the node moves it between the publisher's
+``EncodedFanout``, the room's hold slate, or nothing. Each published track is decoded once (its
+``FrameHub``), encoded once (its fanout), and packetised per subscriber.
+
+``forwarding="relay"`` replaces the fanouts with aiortc's ``MediaRelay`` (one encode per
+subscriber). It exists as the benchmark's baseline and supports joining and leaving only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.contrib.media import MediaRelay
+from aiortc.sdp import SessionDescription
+
+from .fanout import EncodedFanout, PacketTrack, route_keyframe_requests
+from .hub import FrameHub, FrameTap
+from .slate import SlateTrack
+
+logger = logging.getLogger(__name__)
+
+MAX_SLOTS = 8
+MAX_OFFER_BYTES = 64 * 1024
+DIRECTIONS = {"sendrecv", "sendonly", "recvonly", "inactive"}
+
+EventHandler = Callable[[str, str, str, dict[str, Any]], None]
+
+
+class OfferRejected(ValueError):
+    """The SDP offer cannot be used; the message is safe to show to the member."""
+
+
+@dataclass(frozen=True)
+class MediaPlan:
+    """What an offer asks for: m-line kinds in order, which ones are published."""
+
+    kinds: tuple[str, ...]
+    publish: tuple[bool, ...]
+
+    @property
+    def slot_count(self) -> int:
+        audio = sum(
+            1 for k, p in zip(self.kinds, self.publish, strict=True) if k == "audio" and not p
+        )
+        video = sum(
+            1 for k, p in zip(self.kinds, self.publish, strict=True) if k == "video" and not p
+        )
+        return min(audio, video)
+
+
+def parse_offer(sdp: str) -> MediaPlan:
+    """Validate an offer before aiortc sees it; raise ``OfferRejected`` with a clear reason."""
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise OfferRejected("empty offer")
+    if len(sdp.encode()) > MAX_OFFER_BYTES:
+        raise OfferRejected("offer too large")
+    if not sdp.startswith("v=0"):
+        raise OfferRejected("not an SDP offer")
+    try:
+        description = SessionDescription.parse(sdp)
+    except Exception as exc:  # the parser asserts on malformed lines
+        raise OfferRejected("malformed SDP") from exc
+    kinds: list[str] = []
+    publish: list[bool] = []
+    published: set[str] = set()
+    for media in description.media:
+        if media.kind not in ("audio", "video"):
+            raise OfferRejected(f"unsupported media {media.kind!r}")
+        if media.direction not in DIRECTIONS:
+            raise OfferRejected("media without a direction")
+        if not media.ice.usernameFragment or not media.ice.password:
+            raise OfferRejected("media without ICE credentials")
+        if media.dtls is None or not media.dtls.fingerprints:
+            raise OfferRejected("media without a DTLS fingerprint")
+        sends = media.direction in ("sendrecv", "sendonly") and media.kind not in published
+        if sends:
+            published.add(media.kind)
+        kinds.append(media.kind)
+        publish.append(sends)
+    if not kinds:
+        raise OfferRejected("offer has no audio or video")
+    plan = MediaPlan(tuple(kinds), tuple(publish))
+    if plan.slot_count > MAX_SLOTS or len(kinds) > 2 * MAX_SLOTS + 2:
+        raise OfferRejected("too many media sections")
+    return plan
+
+
+def _codecs(kind: str) -> list[Any]:
+    """VP8 (with its RTX) for video, Opus for audio: what the fanouts encode."""
+    wanted = {"video": ("video/vp8", "video/rtx"), "audio": ("audio/opus",)}[kind]
+    return [c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType.lower() in wanted]
+
+
+@dataclass
+class Slot:
+    index: int
+    audio_mid: str | None = None
+    video_mid: str | None = None
+    audio: PacketTrack | None = None
+    video: PacketTrack | None = None
+    audio_sender: RTCRtpSender | None = None
+    video_sender: RTCRtpSender | None = None
+    relay_fed: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Publication:
+    kind: str
+    hub: FrameHub
+    fanout: EncodedFanout | None = None
+    relay_source: FrameTap | None = None
+
+
+@dataclass
+class Member:
+    member_id: str
+    role: str
+    pc: RTCPeerConnection | None = None
+    slots: list[Slot] = field(default_factory=list)
+    assignment: dict[str, int] = field(default_factory=dict)
+    published: dict[str, Publication] = field(default_factory=dict)
+    muted: dict[str, bool] = field(default_factory=lambda: {"audio": False, "video": False})
+    receive_video: bool = True
+    joined_at: float = field(default_factory=time.monotonic)
+    connections: int = 0
+
+
+@dataclass
+class Room:
+    room_id: str
+    members: dict[str, Member] = field(default_factory=dict)
+    caucus: frozenset[str] | None = None
+    slate: EncodedFanout | None = None
+    relay: MediaRelay | None = None
+    recorder: Any = None
+
+
+class MediaNode:
+    """Rooms of members connected over WebRTC; a pure asyncio API used by the signaling layer."""
+
+    def __init__(
+        self,
+        *,
+        ice_servers: Iterable[RTCIceServer | dict[str, Any]] = (),
+        forwarding: str = "fanout",
+        video_size: tuple[int, int] = (640, 360),
+        on_event: EventHandler | None = None,
+    ) -> None:
+        if forwarding not in ("fanout", "relay"):
+            raise ValueError("forwarding must be 'fanout' or 'relay'")
+        self.ice_servers = [
+            s if isinstance(s, RTCIceServer) else RTCIceServer(**s) for s in ice_servers
+        ]
+        self.forwarding = forwarding
+        self.video_size = video_size
+        self.on_event = on_event
+        self._rooms: dict[str, Room] = {}
+
+    # -- public API ----------------------------------------------------------------------
+
+    def rooms(self) -> list[str]:
+        return list(self._rooms)
+
+    def members(self, room_id: str) -> dict[str, dict[str, Any]]:
+        room = self._rooms.get(room_id)
+        if room is None:
+            return {}
+        return {
+            m.member_id: {
+                "role": m.role,
+                "muted": dict(m.muted),
+                "on_hold": self._on_hold(room, m.member_id),
+                "publishes": sorted(m.published),
+            }
+            for m in room.members.values()
+        }
+
+    async def join(self, room_id: str, member_id: str, role: str, offer_sdp: str) -> str:
+        """Connect a member (or replace their connection) and return the SDP answer."""
+        plan = parse_offer(offer_sdp)
+        room = self._rooms.get(room_id)
+        if room is None:
+            room = self._rooms[room_id] = Room(room_id)
+            if self.forwarding == "relay":
+                room.relay = MediaRelay()
+        member = room.members.get(member_id)
+        if member is None:
+            member = Member(member_id=member_id, role=role)
+        member.role = role
+        old_pc = member.pc
+        try:
+            pc, slots = await self._connect(room, member, offer_sdp, plan)
+        except OfferRejected:
+            if member_id not in room.members and not room.members:
+                self._rooms.pop(room_id, None)
+            raise
+        member.pc = pc
+        member.slots = slots
+        member.connections += 1
+        room.members[member_id] = member
+        self._assign_slots(room)
+        self._reconcile(room)
+        if old_pc is not None:
+            await old_pc.close()
+        self._emit(room_id, member_id, "joined", {"role": role})
+        return pc.localDescription.sdp
+
+    async def restart_ice(self, room_id: str, member_id: str, offer_sdp: str) -> str:
+        """Reconnect a member from a fresh offer, keeping their place in the room.
+
+        aiortc cannot restart ICE on an existing transport, so this replaces the member's peer
+        connection; the member's published fanouts keep their subscribers (only their source
+        changes) and their slots are fed again as before.
+        """
+        room = self._room(room_id)
+        member = room.members.get(member_id)
+        if member is None:
+            raise KeyError(member_id)
+        return await self.join(room_id, member_id, member.role, offer_sdp)
+
+    async def leave(self, room_id: str, member_id: str) -> None:
+        room = self._rooms.get(room_id)
+        if room is None or member_id not in room.members:
+            return
+        member = room.members.pop(member_id)
+        if room.caucus is not None and member_id in room.caucus:
+            room.caucus = room.caucus - {member_id} or None
+        for other in room.members.values():
+            other.assignment.pop(member_id, None)
+        self._assign_slots(room)
+        # detach everyone from this member's fanouts before stopping them
+        self._reconcile(room)
+        await self._close_member(member)
+        self._emit(room_id, member_id, "left", {})
+        if not room.members:
+            await self.close_room(room_id)
+
+    async def close_room(self, room_id: str) -> None:
+        room = self._rooms.pop(room_id, None)
+        if room is None:
+            return
+        if room.recorder is not None:
+            await room.recorder.stop()
+            room.recorder = None
+        for member in list(room.members.values()):
+            for slot in member.slots:
+                for track in (slot.audio, slot.video):
+                    if track is not None and track.fanout is not None:
+                        track.fanout.unsubscribe(track)
+        for member in list(room.members.values()):
+            await self._close_member(member)
+        room.members.clear()
+        if room.slate is not None:
+            await room.slate.stop()
+
+    def set_caucus(self, room_id: str, members: Iterable[str] | None) -> dict[str, bool]:
+        """Open a caucus with ``members`` (None ends it); returns who is on hold."""
+        room = self._room(room_id)
+        if members is None:
+            room.caucus = None
+        else:
+            caucus = frozenset(members)
+            unknown = caucus - set(room.members)
+            if unknown:
+                raise KeyError(f"not in the room: {sorted(unknown)}")
+            room.caucus = caucus
+        self._require_fanout("caucus")
+        self._reconcile(room)
+        on_hold = {m: self._on_hold(room, m) for m in room.members}
+        self._emit(
+            room_id, "", "caucus", {"members": sorted(room.caucus or ()), "on_hold": on_hold}
+        )
+        return on_hold
+
+    def mute(
+        self, room_id: str, member_id: str, *, audio: bool | None = None, video: bool | None = None
+    ) -> dict[str, bool]:
+        """Stop (or resume) forwarding a member's audio and/or video to everyone."""
+        room = self._room(room_id)
+        member = room.members[member_id]
+        self._require_fanout("mute")
+        if audio is not None:
+            member.muted["audio"] = audio
+        if video is not None:
+            member.muted["video"] = video
+        self._reconcile(room)
+        self._emit(room_id, member_id, "muted", dict(member.muted))
+        return dict(member.muted)
+
+    def set_receive(self, room_id: str, member_id: str, *, video: bool) -> None:
+        """Whether a member receives video at all (an audio-only member saves the bandwidth)."""
+        room = self._room(room_id)
+        room.members[member_id].receive_video = video
+        self._reconcile(room)
+
+    def layout(self, room_id: str, member_id: str) -> list[dict[str, Any]]:
+        """Which member each of this member's slots shows, by m-line id."""
+        room = self._room(room_id)
+        member = room.members[member_id]
+        result = []
+        for publisher_id, index in sorted(member.assignment.items(), key=lambda kv: kv[1]):
+            if index >= len(member.slots):
+                continue
+            slot = member.slots[index]
+            publisher = room.members.get(publisher_id)
+            result.append(
+                {
+                    "member": publisher_id,
+                    "role": publisher.role if publisher else "",
+                    "audio_mid": slot.audio_mid,
+                    "video_mid": slot.video_mid,
+                }
+            )
+        return result
+
+    async def stats(self, room_id: str) -> dict[str, dict[str, Any]]:
+        """Connection quality per member, from RTCP reports and received frame rates."""
+        room = self._room(room_id)
+        result: dict[str, dict[str, Any]] = {}
+        for member in list(room.members.values()):
+            entry: dict[str, Any] = {
+                "connection": member.pc.connectionState if member.pc else "closed",
+                "connections": member.connections,
+            }
+            rtts: list[float] = []
+            lost = received = 0
+            if member.pc is not None and member.pc.connectionState != "closed":
+                with contextlib.suppress(Exception):
+                    report = await member.pc.getStats()
+                    for item in report.values():
+                        if item.type == "inbound-rtp":
+                            lost += max(0, item.packetsLost or 0)
+                            received += item.packetsReceived or 0
+                        elif item.type == "remote-inbound-rtp" and item.roundTripTime:
+                            rtts.append(item.roundTripTime)
+            video = member.published.get("video")
+            audio = member.published.get("audio")
+            entry["video_fps_in"] = round(video.hub.fps(), 1) if video else 0.0
+            entry["audio_frames_in"] = audio.hub.frames_in if audio else 0
+            entry["rtt_ms"] = round(1000 * max(rtts), 1) if rtts else None
+            entry["loss"] = round(lost / (lost + received), 4) if lost + received else 0.0
+            if video and video.fanout is not None:
+                entry["fanout"] = dict(video.fanout.stats)
+            entry["quality"] = _quality(entry)
+            result[member.member_id] = entry
+        return result
+
+    def publication(self, room_id: str, member_id: str, kind: str) -> Publication | None:
+        room = self._rooms.get(room_id)
+        member = room.members.get(member_id) if room else None
+        return member.published.get(kind) if member else None
+
+    def room(self, room_id: str) -> Room | None:
+        return self._rooms.get(room_id)
+
+    async def start_recording(self, room_id: str, path: str, **options: Any) -> Any:
+        """Record the room (grid of members, mixed audio) to a fragmented MP4 at ``path``."""
+        from .recorder import RoomRecorder
+
+        room = self._room(room_id)
+        if room.recorder is not None:
+            return room.recorder
+        room.recorder = RoomRecorder(lambda: self._recording_sources(room), path, **options)
+        await room.recorder.start()
+        self._emit(room_id, "", "recording", {"active": True})
+        return room.recorder
+
+    async def stop_recording(self, room_id: str) -> dict[str, Any] | None:
+        """Finish the file; returns its path, duration and SHA-256, or None if not recording."""
+        room = self._rooms.get(room_id)
+        if room is None or room.recorder is None:
+            return None
+        recorder, room.recorder = room.recorder, None
+        result = await recorder.stop()
+        self._emit(room_id, "", "recording", {"active": False})
+        return result
+
+    async def shutdown(self) -> None:
+        for room_id in list(self._rooms):
+            await self.close_room(room_id)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _room(self, room_id: str) -> Room:
+        room = self._rooms.get(room_id)
+        if room is None:
+            raise KeyError(room_id)
+        return room
+
+    def _require_fanout(self, what: str) -> None:
+        if self.forwarding != "fanout":
+            raise RuntimeError(f"{what} needs forwarding='fanout'")
+
+    def _emit(self, room_id: str, member_id: str, event: str, data: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(room_id, member_id, event, data)
+            except Exception:
+                logger.exception("media event handler failed for %s", event)
+
+    async def _connect(
+        self, room: Room, member: Member, offer_sdp: str, plan: MediaPlan
+    ) -> tuple[RTCPeerConnection, list[Slot]]:
+        # MAX_BUNDLE: transceivers created before the offer is applied must share the first
+        # one's transport; under aiortc's default (balanced) a second video transceiver keeps a
+        # transport that bundling then discards, and its sender never starts.
+        pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=self.ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        slots: list[Slot] = []
+        slot_transceivers: dict[str, list[Any]] = {"audio": [], "video": []}
+        for kind, publishes in zip(plan.kinds, plan.publish, strict=True):
+            if publishes:
+                pc.addTransceiver(kind, direction="recvonly")
+                continue
+            if len(slot_transceivers[kind]) >= plan.slot_count:
+                pc.addTransceiver(kind, direction="inactive")
+                continue
+            if self.forwarding == "fanout":
+                transceiver = pc.addTransceiver(PacketTrack(kind), direction="sendonly")
+            else:
+                transceiver = pc.addTransceiver(kind, direction="sendonly")
+            transceiver.setCodecPreferences(_codecs(kind))
+            slot_transceivers[kind].append(transceiver)
+
+        for index in range(plan.slot_count):
+            audio_t = slot_transceivers["audio"][index]
+            video_t = slot_transceivers["video"][index]
+            slot = Slot(
+                index=index,
+                audio=audio_t.sender.track,
+                video=video_t.sender.track,
+                audio_sender=audio_t.sender,
+                video_sender=video_t.sender,
+            )
+            if slot.video is not None:
+                route_keyframe_requests(video_t.sender, slot.video)
+            slots.append(slot)
+
+        @pc.on("track")
+        def on_track(track: Any) -> None:
+            self._publish(room, member, track)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if member.pc is pc:
+                self._emit(
+                    room.room_id, member.member_id, "connection", {"state": pc.connectionState}
+                )
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:
+            await pc.close()
+            raise OfferRejected(f"offer not usable: {exc}") from exc
+        for index, slot in enumerate(slots):
+            slot.audio_mid = slot_transceivers["audio"][index].mid
+            slot.video_mid = slot_transceivers["video"][index].mid
+        return pc, slots
+
+    def _publish(self, room: Room, member: Member, track: Any) -> None:
+        publication = member.published.get(track.kind)
+        if publication is not None:
+            publication.hub.set_source(track)
+            return
+        name = f"{room.room_id}/{member.member_id}/{track.kind}"
+        hub = FrameHub(track, kind=track.kind, name=name)
+        publication = Publication(kind=track.kind, hub=hub)
+        if self.forwarding == "fanout":
+            publication.fanout = EncodedFanout(hub.tap(), kind=track.kind, name=name)
+        else:
+            publication.relay_source = hub.tap()
+        member.published[track.kind] = publication
+
+    def _assign_slots(self, room: Room) -> None:
+        for member in room.members.values():
+            for publisher_id in list(member.assignment):
+                if publisher_id not in room.members:
+                    del member.assignment[publisher_id]
+            used = set(member.assignment.values())
+            for publisher_id in room.members:
+                if publisher_id == member.member_id or publisher_id in member.assignment:
+                    continue
+                free = next((i for i in range(len(member.slots)) if i not in used), None)
+                if free is None:
+                    logger.warning("room %s: no free slot for a member", room.room_id)
+                    break
+                member.assignment[publisher_id] = free
+                used.add(free)
+
+    def _on_hold(self, room: Room, member_id: str) -> bool:
+        return room.caucus is not None and member_id not in room.caucus
+
+    def _slate(self, room: Room) -> EncodedFanout:
+        if room.slate is None:
+            width, height = self.video_size
+            room.slate = EncodedFanout(
+                SlateTrack(width=width, height=height), kind="video", name=f"{room.room_id}/slate"
+            )
+        return room.slate
+
+    def _route(
+        self, room: Room, viewer: Member, publisher: Member
+    ) -> tuple[EncodedFanout | None, EncodedFanout | None]:
+        """(video, audio) that ``viewer`` gets in the slot showing ``publisher``."""
+        if room.caucus is not None and (
+            viewer.member_id not in room.caucus or publisher.member_id not in room.caucus
+        ):
+            # on hold, or the caucus looking at someone on hold: a slate and silence
+            return self._slate(room), None
+        video = publisher.published.get("video")
+        audio = publisher.published.get("audio")
+        return (
+            video.fanout
+            if video and not publisher.muted["video"] and viewer.receive_video
+            else None,
+            audio.fanout if audio and not publisher.muted["audio"] else None,
+        )
+
+    def _reconcile(self, room: Room) -> None:
+        """Point every slot of every member at what it should carry now."""
+        for member in room.members.values():
+            fed: set[int] = set()
+            for publisher_id, index in member.assignment.items():
+                publisher = room.members.get(publisher_id)
+                if publisher is None or index >= len(member.slots):
+                    continue
+                slot = member.slots[index]
+                fed.add(index)
+                if self.forwarding == "relay":
+                    self._feed_relay(room, slot, publisher)
+                    continue
+                video, audio = self._route(room, member, publisher)
+                _feed(slot.video, video)
+                _feed(slot.audio, audio)
+            for slot in member.slots:
+                if slot.index not in fed:
+                    _feed(slot.video, None)
+                    _feed(slot.audio, None)
+
+    def _feed_relay(self, room: Room, slot: Slot, publisher: Member) -> None:
+        assert room.relay is not None
+        for kind, sender in (("audio", slot.audio_sender), ("video", slot.video_sender)):
+            publication = publisher.published.get(kind)
+            if kind in slot.relay_fed or publication is None or sender is None:
+                continue
+            sender.replaceTrack(room.relay.subscribe(publication.relay_source))
+            slot.relay_fed.add(kind)
+
+    def _recording_sources(
+        self, room: Room
+    ) -> list[tuple[str, str, FrameHub | None, FrameHub | None]]:
+        sources = []
+        for member in room.members.values():
+            video = member.published.get("video")
+            audio = member.published.get("audio")
+            sources.append(
+                (
+                    member.member_id,
+                    member.role,
+                    video.hub if video and not member.muted["video"] else None,
+                    audio.hub if audio and not member.muted["audio"] else None,
+                )
+            )
+        return sources
+
+    async def _close_member(self, member: Member) -> None:
+        if member.pc is not None:
+            await member.pc.close()
+            member.pc = None
+        for publication in member.published.values():
+            if publication.fanout is not None:
+                await publication.fanout.stop()
+            await publication.hub.stop()
+        member.published.clear()
+
+
+def _feed(track: PacketTrack | None, fanout: EncodedFanout | None) -> None:
+    if track is None:
+        return
+    if fanout is None:
+        if track.fanout is not None:
+            track.fanout.unsubscribe(track)
+    elif track.fanout is not fanout:
+        fanout.subscribe(track)
+
+
+def _quality(entry: dict[str, Any]) -> str:
+    """A coarse label for the room page: good / fair / poor."""
+    if entry["connection"] not in ("connected", "connecting", "new"):
+        return "poor"
+    rtt = entry.get("rtt_ms") or 0
+    loss = entry.get("loss") or 0
+    if loss > 0.08 or rtt > 600:
+        return "poor"
+    if loss > 0.02 or rtt > 250:
+        return "fair"
+    return "good"

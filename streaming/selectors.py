@@ -1,0 +1,107 @@
+"""Reads for the mediation room: who may enter, what they are called there, what is kept."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.http import Http404
+from django.utils.translation import gettext as _
+
+from accounts.models import User
+from mediation_room.models import ConsentKind, Hearing
+from mediation_room.selectors import access_hearing_for_user, case_role_for_user
+from mediation_room.services import consents_all_granted
+
+from .models import Evidence, Recording
+
+# Who may enter a room: the case's parties, its matched expert and its coordinators.
+ROOM_ROLES = ("applicant", "respondent", "expert", "coordinator")
+OPEN_STATES = (Hearing.State.SCHEDULED, Hearing.State.LIVE)
+
+
+def role_label(role: str) -> str:
+    """How a member is shown in the room: by role, never by name."""
+    return {
+        "expert": _("调解员"),
+        "applicant": _("申请人（甲方）"),
+        "respondent": _("被申请人（乙方）"),
+        "coordinator": _("协调员"),
+    }.get(role, role)
+
+
+class RoomRefused(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class RoomAccess:
+    """JSON-safe facts about one member's access to one room."""
+
+    public_id: str
+    hearing_id: int
+    case_id: int
+    role: str
+    member_id: str
+    label: str
+    record: bool
+
+
+def room_member_id(public_id: str, user_id: int) -> str:
+    """A member's id in one room: stable across reconnects, not the user's id, not guessable."""
+    key = settings.SECRET_KEY.encode()
+    return hmac.new(key, f"room:{public_id}:{user_id}".encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def room_access_for_user(user: User, public_id: str) -> RoomAccess:
+    """The user's place in the hearing's room, or ``RoomRefused`` saying why not.
+
+    A stranger is told the same as for a room that does not exist."""
+    if not user or not user.is_authenticated:
+        raise RoomRefused("login_required", _("Sign in to enter the mediation room."))
+    try:
+        hearing, role = access_hearing_for_user(user, public_id)
+    except Http404 as exc:
+        raise RoomRefused("forbidden", _("You are not a member of this mediation room.")) from exc
+    if role not in ROOM_ROLES:
+        raise RoomRefused("forbidden", _("You are not a member of this mediation room."))
+    if hearing.state not in OPEN_STATES:
+        raise RoomRefused("closed", _("This hearing has ended or was cancelled."))
+    return RoomAccess(
+        public_id=hearing.public_id,
+        hearing_id=hearing.pk,
+        case_id=hearing.case_id,
+        role=role,
+        member_id=room_member_id(hearing.public_id, user.pk),
+        label=str(role_label(role)),
+        record=consents_all_granted(hearing.case, ConsentKind.RECORDING),
+    )
+
+
+def recording_consent(public_id: str) -> bool:
+    hearing = Hearing.objects.select_related("case").get(public_id=public_id)
+    return consents_all_granted(hearing.case, ConsentKind.RECORDING)
+
+
+def hearing_recordings(hearing: Hearing) -> list[Recording]:
+    return list(Recording.objects.filter(hearing=hearing))
+
+
+def case_evidence(hearing: Hearing) -> list[Evidence]:
+    return list(Evidence.objects.filter(case_id=hearing.case_id).order_by("created_at"))
+
+
+def hearing_for_room_files(user: User, public_id: str) -> Hearing:
+    """The hearing whose evidence and recordings ``user`` may see (parties, the expert,
+    coordinators; also after the hearing ended), or 404."""
+    hearing = Hearing.objects.filter(public_id=public_id).select_related("case").first()
+    if hearing is None or not user.is_authenticated:
+        raise Http404
+    if case_role_for_user(hearing.case, user) not in ROOM_ROLES:
+        raise Http404
+    return hearing

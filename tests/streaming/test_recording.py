@@ -1,0 +1,127 @@
+import asyncio
+import subprocess
+import sys
+import textwrap
+
+import av
+import numpy as np
+import pytest
+
+from streaming.media.compose import GridCompositor, Tile, grid_shape
+from streaming.media.node import MediaNode
+from streaming.media.probe import ProbePeer, wait_until
+from streaming.media.recorder import file_sha256
+from streaming.media.synthetic import PALETTE, SyntheticVideoTrack, closest_colour
+
+MEMBERS = {"expert": ("red", 440.0), "applicant": ("green", 660.0), "respondent": ("blue", 880.0)}
+
+
+def tile_colours(frame, count):
+    """The palette colour at the centre of each grid cell."""
+    columns, rows = grid_shape(count)
+    rgb_like = frame.reformat(format="yuv420p")
+    data = rgb_like.to_ndarray()
+    h, w = frame.height, frame.width
+    y = data[:h]
+    chroma = data[h:].reshape(-1)
+    q = (h // 2) * (w // 2)
+    u = chroma[:q].reshape(h // 2, w // 2)
+    v = chroma[q:].reshape(h // 2, w // 2)
+    names = []
+    for index in range(count):
+        cx = (index % columns) * (w // columns) + w // columns // 2
+        cy = (index // columns) * (h // rows) + h // rows // 3
+        got = (int(y[cy, cx]), int(u[cy // 2, cx // 2]), int(v[cy // 2, cx // 2]))
+        names.append(
+            min(
+                PALETTE,
+                key=lambda n: sum((a - b) ** 2 for a, b in zip(PALETTE[n], got, strict=True)),
+            )
+        )
+    return names
+
+
+def test_grid_compositor_places_each_member_in_its_cell():
+    async def frames():
+        return [await SyntheticVideoTrack(c).recv() for c in ("red", "green", "blue")]
+
+    tiles = [
+        Tile(label=label, frame=f)
+        for label, f in zip(("调解员", "申请人", "被申请人"), asyncio.run(frames()), strict=True)
+    ]
+    frame = GridCompositor(width=640, height=360).compose(tiles)
+    assert (frame.width, frame.height) == (640, 360)
+    assert tile_colours(frame, 3) == ["red", "green", "blue"]
+
+
+@pytest.mark.media
+def test_recording_writes_a_playable_composite_mp4_with_its_sha256(tmp_path):
+    path = tmp_path / "hearing.mp4"
+
+    async def scenario():
+        node = MediaNode(video_size=(320, 180))
+        peers = {}
+        for member, (colour, tone) in MEMBERS.items():
+            peer = ProbePeer(colour=colour, tone=tone)
+            await peer.accept(await node.join("r1", member, member, await peer.offer()))
+            peers[member] = peer
+        await wait_until(
+            lambda: all(
+                node.publication("r1", m, "video") and node.publication("r1", m, "video").hub.latest
+                for m in MEMBERS
+            )
+        )
+        await node.start_recording("r1", str(path))
+        await asyncio.sleep(2.5)
+        result = await node.stop_recording("r1")
+        for peer in peers.values():
+            await peer.close()
+        await node.shutdown()
+        return result
+
+    result = asyncio.run(scenario())
+
+    assert result["path"] == str(path)
+    assert result["sha256"] == file_sha256(path)
+    assert (tmp_path / "hearing.mp4.sha256").read_text().startswith(result["sha256"])
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        audio = container.streams.audio[0]
+        assert video.codec_context.name == "h264" and audio.codec_context.name == "aac"
+        frames = list(container.decode(video=0))
+    with av.open(str(path)) as container:
+        samples = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
+    video_seconds = float(frames[-1].pts * frames[-1].time_base)
+    assert abs(video_seconds - result["duration"]) < 0.6
+    assert abs(len(samples) / 48000 - result["duration"]) < 0.6
+    assert tile_colours(frames[-1], 3) == ["red", "green", "blue"]
+    # the three tones are mixed in
+    assert np.sqrt(np.mean(samples[-24000:] ** 2)) > 0.1
+
+
+def test_a_recording_cut_short_by_a_crash_still_plays(tmp_path):
+    path = tmp_path / "crashed.mp4"
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os
+        from streaming.media.hub import FrameHub
+        from streaming.media.recorder import RoomRecorder
+        from streaming.media.synthetic import SyntheticVideoTrack, ToneAudioTrack
+
+        async def main():
+            video = FrameHub(SyntheticVideoTrack("green"), kind="video")
+            audio = FrameHub(ToneAudioTrack(500), kind="audio")
+            recorder = RoomRecorder(lambda: [("m", "expert", video, audio)], {str(path)!r}, fps=15)
+            await recorder.start()
+            await asyncio.sleep(2.6)
+            os._exit(3)  # no trailer, no close: what a crash leaves behind
+
+        asyncio.run(main())
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=".", timeout=60, check=False)
+    assert done.returncode == 3
+    with av.open(str(path)) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) >= 15
+    assert closest_colour(frames[-1]) == "green"
