@@ -88,3 +88,5 @@ def test_room_page_for_a_member(client, room):
     body = page.content.decode()
     assert f"/ws/room/{room['hearing'].public_id}/" in body
     assert room["respondent"].phone not in body
+    # Chinese first: the room speaks zh-hans unless the member chose English
+    assert "调解室" in body and "被申请人（乙方）" in body and "仅语音" in body
