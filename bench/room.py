@@ -254,7 +254,8 @@ async def run_rooms(forwarding: str, rooms: int, seconds: float, loops: dict) ->
     before = [(s.frames if s else 0, pub.sent) for s, _, pub in pairs()]
     cpu_before, wall_before = node.cpu_seconds(), time.monotonic()
     await asyncio.sleep(seconds)
-    cpu = (node.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+    cpu_used = node.cpu_seconds() - cpu_before
+    cpu = cpu_used / (time.monotonic() - wall_before)
     after = [(s.frames if s else 0, pub.sent) for s, _, pub in pairs()]
     received = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
     sent = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
@@ -270,6 +271,9 @@ async def run_rooms(forwarding: str, rooms: int, seconds: float, loops: dict) ->
         "missing": missing,
         "cpu_per_room": 100 * cpu / rooms,
         "delivered": received / sent if sent else 0.0,
+        # frames delivered per CPU-second of the node: comparable even when the machine is
+        # shared and the node gets less CPU than it asks for
+        "frames_per_cpu_s": received / cpu_used if cpu_used > 0 else float("nan"),
     }
 
 
@@ -301,25 +305,33 @@ async def main() -> None:
 
     header = (
         f"{'mode':8}{'rooms':>6}{'1st frame med':>15}{'p95':>8}"
-        f"{'CPU/room':>10}{'delivered':>11}{'no frame':>10}"
+        f"{'CPU/room':>10}{'delivered':>11}{'frames/CPU-s':>14}{'no frame':>10}"
     )
     print(header)
     print("-" * len(header))
     for (mode, rooms), r in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         print(
             f"{mode:8}{rooms:>6}{r['first_median'] * 1000:>13.0f}ms{r['first_p95'] * 1000:>6.0f}ms"
-            f"{r['cpu_per_room']:>9.1f}%{r['delivered'] * 100:>10.1f}%{r['missing']:>10}"
+            f"{r['cpu_per_room']:>9.1f}%{r['delivered'] * 100:>10.1f}%"
+            f"{r['frames_per_cpu_s']:>14.0f}{r['missing']:>10}"
         )
     if {"fanout", "relay"} <= set(args.modes):
         print()
         print(
             f"{'rooms':>6}{'CPU relay/fanout':>18}{'delivered fanout':>18}{'delivered relay':>17}"
+            f"{'frames/CPU-s fanout/relay':>27}"
         )
         for rooms in args.rooms:
             f, r = results[("fanout", rooms)], results[("relay", rooms)]
             ratio = r["cpu_per_room"] / f["cpu_per_room"] if f["cpu_per_room"] else float("nan")
+            efficiency = (
+                f["frames_per_cpu_s"] / r["frames_per_cpu_s"]
+                if r["frames_per_cpu_s"] > 0
+                else float("nan")
+            )
             print(
                 f"{rooms:>6}{ratio:>17.2f}x{f['delivered'] * 100:>17.1f}%{r['delivered'] * 100:>16.1f}%"
+                f"{efficiency:>26.2f}x"
             )
     print(f"load average {os.getloadavg()[0]:.1f} at end")
 

@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from mediation_room.errors import CaseError
@@ -49,9 +50,25 @@ def room_page(request: HttpRequest, public_id: str) -> HttpResponse:
 @login_required
 @require_POST
 def evidence_upload_view(request: HttpRequest, public_id: str) -> JsonResponse:
+    # refuse an oversized body before Django spools it to disk
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > services.EVIDENCE_MAX_BYTES + 64 * 1024:
+        return JsonResponse(
+            {
+                "error": "too_large",
+                "message": _("The file is larger than %(mb)d MB.")
+                % {"mb": services.EVIDENCE_MAX_BYTES // (1024 * 1024)},
+            },
+            status=413,
+        )
     upload = request.FILES.get("file")
     if upload is None:
-        return JsonResponse({"error": "no_file", "message": "Choose a file to show."}, status=400)
+        return JsonResponse(
+            {"error": "no_file", "message": _("Choose a file to show.")}, status=400
+        )
     try:
         evidence = services.evidence_upload(
             public_id=public_id,

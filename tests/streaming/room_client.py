@@ -98,6 +98,7 @@ class RoomClient:
         if self.peer is not None:
             await self.peer.close()
         if self.closed is None:
-            await self.communicator.disconnect()
+            # on a loaded machine the consumer may take longer than the default second to finish
+            await self.communicator.disconnect(timeout=15)
         if self._reader is not None:
             self._reader.cancel()

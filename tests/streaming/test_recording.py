@@ -113,7 +113,11 @@ def test_a_recording_cut_short_by_a_crash_still_plays(tmp_path):
             audio = FrameHub(ToneAudioTrack(500), kind="audio")
             recorder = RoomRecorder(lambda: [("m", "expert", video, audio)], {str(path)!r}, fps=15)
             await recorder.start()
-            await asyncio.sleep(2.6)
+            # a few fragments' worth of frames (one keyframe a second), however slow the machine
+            for _ in range(400):
+                if recorder.video_frames >= 40:
+                    break
+                await asyncio.sleep(0.05)
             os._exit(3)  # no trailer, no close: what a crash leaves behind
 
         asyncio.run(main())

@@ -275,3 +275,23 @@ def test_after_a_network_drop_a_member_reconnects_with_a_fresh_connection(hearin
     joins = CaseEvent.objects.filter(kind="room_joined", case=hearing_room["hearing"].case)
     # a reconnection is not a second join
     assert joins.count() == 2
+
+
+def test_the_cases_coordinator_enters_without_waiting_but_has_no_mediator_controls(hearing_room):
+    from tests.factories import make_coordinator
+
+    coordinator = make_coordinator(hearing_room["hearing"].case.community)
+
+    async def scenario():
+        client = RoomClient(coordinator, hearing_room["hearing"].public_id)
+        await client.connect()
+        hello = await client.expect("hello")
+        await client.send({"type": "caucus", "member": None})
+        refused = await client.expect("error", code="forbidden")
+        await client.close()
+        return hello, refused
+
+    hello, refused = run(scenario)
+    assert hello["admitted"] is True
+    assert hello["me"]["role"] == "coordinator" and hello["me"]["label"] == "协调员"
+    assert refused["ref_type"] == "caucus"

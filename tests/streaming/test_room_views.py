@@ -73,6 +73,15 @@ def test_bad_evidence_is_refused_with_a_clear_error(client, room, content, name,
     assert not Evidence.objects.exists()
 
 
+def test_an_oversized_body_is_refused_before_it_is_read(client, room):
+    client.force_login(room["applicant"])
+    big = b"%PDF-1.4\n" + b"0" * (11 * 1024 * 1024)
+    response = upload(client, room["hearing"], big, name="big.pdf")
+    assert response.status_code == 413
+    assert response.json()["error"] == "too_large"
+    assert not Evidence.objects.exists()
+
+
 def test_strangers_cannot_upload_or_open_the_room(client, room):
     client.force_login(UserFactory())
     assert upload(client, room["hearing"], png_bytes()).status_code == 403
@@ -88,3 +97,5 @@ def test_room_page_for_a_member(client, room):
     body = page.content.decode()
     assert f"/ws/room/{room['hearing'].public_id}/" in body
     assert room["respondent"].phone not in body
+    # Chinese first: the room speaks zh-hans unless the member chose English
+    assert "调解室" in body and "被申请人（乙方）" in body and "仅语音" in body

@@ -62,6 +62,7 @@
     };
     ws.onclose = () => {
       if (finished) return;
+      reconnecting = true;
       notice(text.reconnecting);
       root.dataset.state = "reconnecting";
       setTimeout(connectSocket, wsBackoff);
@@ -76,12 +77,14 @@
         showRecording(frame.recording);
         $("lobby-wait").hidden = admitted;
         root.dataset.state = admitted ? "admitted" : "lobby";
-        if (reconnecting || inMedia) {
-          // the socket came back: the node forgot our media, start a fresh connection
-          inMedia = false;
-          if (admitted && wantMedia) await startMedia();
-        } else if (admitted && wantMedia) {
+        // after a dropped socket the node has forgotten our media: a fresh connection follows,
+        // and the notice stays up until it is connected
+        inMedia = false;
+        if (admitted && wantMedia) {
           await startMedia();
+        } else if (reconnecting) {
+          reconnecting = false;
+          notice(text.reconnected, { sticky: false });
         }
         break;
       case "waiting":
