@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.exceptions import PermissionDenied
@@ -23,29 +25,59 @@ from mediation_room.selectors import case_role_for_user
 from . import broadcast, protocol, selectors, services
 from .models import Room
 
+# Who may watch a room changes rarely (a consent withdrawn, a poll opened); when hundreds of
+# viewers join at once they share one answer for a couple of seconds instead of each running the
+# same queries. What depends on the viewer (their role) is still asked per viewer.
+ROOM_STATE_TTL = 2.0
+_room_cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
-def _room_state(public_id: str, user) -> dict[str, Any] | None:
+
+def _shared_room_state(public_id: str) -> dict[str, Any] | None:
+    now = time.monotonic()
+    cached = _room_cache.get(public_id)
+    if cached and cached[0] > now:
+        return cached[1]
     try:
         hearing = selectors.hearing_by_public_id(public_id)
     except Http404:
         return None
     room = services.room_for_hearing(hearing)
-    public = services.room_is_public(room)
-    role = case_role_for_user(hearing.case, user) if user.is_authenticated else None
-    moderator = services.is_room_moderator(room, user)
-    return {
+    state = {
         "room": room,
-        "may_watch": public or role is not None or moderator,
-        "can_comment": bool(user.is_authenticated),
-        "moderator": moderator,
+        "case": hearing.case,
+        "public": services.room_is_public(room),
         "polls": [
             services.poll_payload(p, with_counts=p.results_visible)
             for p in selectors.open_polls(room)
         ],
     }
+    if len(_room_cache) > 1000:
+        _room_cache.clear()
+    _room_cache[public_id] = (now + ROOM_STATE_TTL, state)
+    return state
+
+
+def _room_state(public_id: str, user) -> dict[str, Any] | None:
+    shared = _shared_room_state(public_id)
+    if shared is None:
+        return None
+    signed_in = bool(user and user.is_authenticated)
+    role = case_role_for_user(shared["case"], user) if signed_in else None
+    moderator = signed_in and services.is_room_moderator(shared["room"], user)
+    return {
+        **shared,
+        "may_watch": shared["public"] or role is not None or moderator,
+        "can_comment": signed_in,
+        "moderator": moderator,
+    }
 
 
 def _backlog(room_id: int, after: int) -> tuple[list[dict[str, Any]], int]:
+    """Events after `after` and the room's last seq, read after joining the group. `after` -1
+    is a fresh viewer: no history over the socket (the page shows recent comments)."""
+    if after < 0:
+        last = Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
+        return [], last
     room = Room(pk=room_id)
     events: list[dict[str, Any]] = []
     while True:
@@ -64,11 +96,28 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
     # are repeats and are dropped, so a reconnecting client gets neither gaps nor duplicates.
     backlog_upto = 0
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Room frames touch no database, so they skip the close_old_connections() thread hop that
+        # Channels makes before every handler: at 2,000 viewers that hop, not the socket write,
+        # would be the cost of a broadcast. Everything else goes the usual way.
+        # The connect handler's database work goes through database_sync_to_async, which closes
+        # stale connections itself, so it skips the hop too (it would queue every joining viewer
+        # behind one thread).
+        kind = message["type"]
+        if kind == "room.frame":
+            await self.room_frame(message)
+        elif kind == "room.event":
+            await self.room_event(message)
+        elif kind == "websocket.connect":
+            await self.websocket_connect(message)
+        else:
+            await super().dispatch(message)
+
     async def connect(self) -> None:
         public_id = self.scope["url_route"]["kwargs"]["public_id"]
         user = self.scope.get("user")
         await self.accept()
-        state = await database_sync_to_async(_room_state)(public_id, user)
+        state = await database_sync_to_async(_room_state, thread_sensitive=False)(public_id, user)
         if state is None or not state["may_watch"]:
             # The same answer whether the room does not exist or is not public.
             await self.send(protocol.error_frame("not_found", _("This session is not public.")))
@@ -81,9 +130,9 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
         # Join first, then read: anything committed after the read arrives through the group.
         await self.channel_layer.group_add(broadcast.room_group(room.pk), self.channel_name)
         after = self._after_param()
-        events, last = await database_sync_to_async(_backlog)(room.pk, after if after >= 0 else 0)
-        if after < 0:  # a fresh viewer: no history over the socket, the page shows recent comments
-            events = []
+        events, last = await database_sync_to_async(_backlog, thread_sensitive=False)(
+            room.pk, after
+        )
         self.backlog_upto = last
         await self.send(
             protocol.frame(
@@ -122,7 +171,7 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
             await self.send(protocol.error_frame(exc.code, exc.message, exc.ref))
             return
         limit, period = services.CONNECTION_MESSAGE_LIMIT
-        allowed = await database_sync_to_async(allow)(
+        allowed = await sync_to_async(allow, thread_sensitive=False)(
             f"voting:conn:{self.channel_name}", limit=limit, period=period
         )
         if not allowed:
@@ -145,20 +194,24 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
         if isinstance(message, protocol.Ping):
             await self.send(protocol.frame("pong"))
         elif isinstance(message, protocol.Resume):
-            events, _last = await database_sync_to_async(_backlog)(self.room_id, message.after)
+            events, _last = await database_sync_to_async(_backlog, thread_sensitive=False)(
+                self.room_id, message.after
+            )
             for start in range(0, len(events), 200):
                 await self.send(protocol.events_frame(events[start : start + 200]))
         elif isinstance(message, protocol.PostComment):
             if not self.user.is_authenticated:
                 raise NotPermitted(_("Sign in to comment or vote."), code="sign_in")
-            result = await database_sync_to_async(_comment)(
+            # Not thread-sensitive: comments from many connections are stored in parallel (each
+            # worker thread has its own database connection); the room's row lock orders them.
+            result = await database_sync_to_async(_comment, thread_sensitive=False)(
                 self.room_id, self.user, message.client_id, message.text
             )
             await self.send(protocol.frame("comment.ack", **result))
         elif isinstance(message, protocol.CastVote):
             if not self.user.is_authenticated:
                 raise NotPermitted(_("Sign in to comment or vote."), code="sign_in")
-            await database_sync_to_async(_vote)(
+            await database_sync_to_async(_vote, thread_sensitive=False)(
                 self.room_id, self.user, message.poll, message.option
             )
             await self.send(protocol.frame("vote.ack", poll=message.poll, option=message.option))

@@ -150,7 +150,7 @@ def test_room_without_every_partys_livestream_consent_is_not_watchable(community
         assert connected
         error = await viewer.recv_type("error")
         assert error["code"] == "not_found"
-        assert (await viewer.comm.receive_output(wait=5))["type"] == "websocket.close"
+        assert (await viewer.comm.receive_output(timeout=5))["type"] == "websocket.close"
 
     async_to_sync(scenario)()
 
