@@ -55,7 +55,13 @@ def live_panel_context(request: HttpRequest, public_id: str) -> dict:
     hearing, room = _watchable_room(request, public_id)
     polls = []
     for poll in selectors.open_polls(room):
-        polls.append(services.poll_payload(poll, with_counts=poll.results_visible))
+        payload = services.poll_payload(poll, with_counts=poll.results_visible)
+        counts = payload.get("counts")
+        payload["counts"] = counts
+        payload["rows"] = [
+            {**o, "count": counts[i] if counts else None} for i, o in enumerate(payload["options"])
+        ]
+        polls.append(payload)
     return {
         "hearing": hearing,
         "room": room,

@@ -42,7 +42,9 @@ def test_two_hundred_concurrent_votes_give_an_exact_tally(transactional_db, live
 
 
 def test_a_second_vote_by_the_same_user_is_refused(live_case, room):
-    poll = services.poll_open(room=room, actor=live_case["expert"], question="同意吗?", options=["同意", "不同意"])
+    poll = services.poll_open(
+        room=room, actor=live_case["expert"], question="同意吗?", options=["同意", "不同意"]
+    )
     voter = UserFactory()
     services.vote_cast(poll=poll, user=voter, option_position=0)
     with pytest.raises(services.VotingError) as refused:
@@ -52,7 +54,9 @@ def test_a_second_vote_by_the_same_user_is_refused(live_case, room):
 
 
 def test_votes_on_a_closed_poll_or_a_forged_option_are_refused(live_case, room):
-    poll = services.poll_open(room=room, actor=live_case["coordinator"], question="同意吗?", options=["同意", "不同意"])
+    poll = services.poll_open(
+        room=room, actor=live_case["coordinator"], question="同意吗?", options=["同意", "不同意"]
+    )
     with pytest.raises(services.VotingError) as forged:
         services.vote_cast(poll=poll, user=UserFactory(), option_position=7)
     assert forged.value.code == "no_option"
@@ -71,7 +75,9 @@ def test_only_the_mediator_or_a_coordinator_opens_a_poll(live_case, room):
     with pytest.raises(PermissionDenied):
         services.poll_open(room=room, actor=party, question="公平吗?", options=["是", "否"])
     with pytest.raises(services.VotingError):
-        services.poll_open(room=room, actor=live_case["expert"], question="只有一个选项", options=["是"])
+        services.poll_open(
+            room=room, actor=live_case["expert"], question="只有一个选项", options=["是"]
+        )
 
 
 def test_results_after_closing_are_not_broadcast_while_open(live_case, room):
