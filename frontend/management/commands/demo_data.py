@@ -7,7 +7,7 @@ from accounts.models import SmsOutboxMessage, Street
 
 # Each app that has demo data gives a `demo` module with `load(context) -> list[str]`; they run in
 # this order and share `context` (communities, residents, experts, ...).
-DEMO_MODULES = ["accounts.demo", "experts.demo", "mediation_room.demo"]
+DEMO_MODULES = ["accounts.demo", "experts.demo", "mediation_room.demo", "voting.demo"]
 
 
 class Command(BaseCommand):
