@@ -14,6 +14,11 @@ early events briefly and fetches over HTTP only if the gap does not fill.
 Each batch is encoded to JSON text once, by the sender; the group message carries that text and
 every consumer forwards it unchanged (no per-connection encoding).
 
+Receiving side: the members of a room's group are not the viewers' own channels but one hub
+channel per process and room. The hub takes each batch off the layer once (one Redis message,
+one decode) and hands the text to every local viewer's socket in one loop, instead of waking
+2,000 consumer tasks through 2,000 queues for every batch.
+
 The leading edge is sent at once (a quiet room has no batching delay); events that follow within
 the window are held and sent together when it ends.
 
@@ -40,6 +45,7 @@ logger = logging.getLogger(__name__)
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_lock = threading.Lock()
 _batchers: dict[int, RoomBatcher] = {}
+_hubs: dict[int, RoomHub] = {}
 
 
 def room_group(room_id: int) -> str:
@@ -61,6 +67,7 @@ def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
         if _loop is not loop:
             _loop = loop
             _batchers.clear()
+            _hubs.clear()
 
 
 def _live_loop() -> asyncio.AbstractEventLoop | None:
@@ -178,3 +185,58 @@ def call_later(delay: float, func, *args: Any) -> bool:
     except RuntimeError:
         return False
     return True
+
+
+class RoomHub:
+    """This process's subscription to one room: one channel in the room's group, fanned out to
+    the local consumers."""
+
+    def __init__(self, room_id: int) -> None:
+        self.room_id = room_id
+        self.members: set[Any] = set()
+        self.channel: str | None = None
+        self.task: asyncio.Task | None = None
+        self.ready = asyncio.Lock()
+
+    async def join(self, consumer: Any) -> None:
+        async with self.ready:
+            if self.task is None or self.task.done():
+                layer = get_channel_layer()
+                self.channel = await layer.new_channel("hub.")
+                await layer.group_add(room_group(self.room_id), self.channel)
+                self.task = asyncio.ensure_future(self._run(layer, self.channel))
+        self.members.add(consumer)
+
+    async def leave(self, consumer: Any) -> None:
+        self.members.discard(consumer)
+        if self.members:
+            return
+        async with self.ready:
+            if self.members or self.task is None:
+                return
+            task, channel = self.task, self.channel
+            self.task = self.channel = None
+            task.cancel()
+            await get_channel_layer().group_discard(room_group(self.room_id), channel)
+
+    async def _run(self, layer: Any, channel: str) -> None:
+        while True:
+            message = await layer.receive(channel)
+            for consumer in list(self.members):
+                try:
+                    await consumer.deliver(message)
+                except Exception:  # one broken socket must not starve the others
+                    logger.exception("delivery to a viewer failed")
+
+
+async def hub_join(room_id: int, consumer: Any) -> None:
+    hub = _hubs.get(room_id)
+    if hub is None:
+        hub = _hubs[room_id] = RoomHub(room_id)
+    await hub.join(consumer)
+
+
+async def hub_leave(room_id: int, consumer: Any) -> None:
+    hub = _hubs.get(room_id)
+    if hub is not None:
+        await hub.leave(consumer)

@@ -95,6 +95,11 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
     # Events up to this seq were sent from the database on (re)connect; live frames at or below it
     # are repeats and are dropped, so a reconnecting client gets neither gaps nor duplicates.
     backlog_upto = 0
+    live = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.early: list[dict[str, Any]] = []
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Room frames touch no database, so they skip the close_old_connections() thread hop that
@@ -128,7 +133,7 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
         self.user = user
         broadcast.bind_loop(asyncio.get_running_loop())
         # Join first, then read: anything committed after the read arrives through the group.
-        await self.channel_layer.group_add(broadcast.room_group(room.pk), self.channel_name)
+        await self._join(room.pk)
         after = self._after_param()
         events, last = await database_sync_to_async(_backlog, thread_sensitive=False)(
             room.pk, after
@@ -148,6 +153,11 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
         )
         for start in range(0, len(events), 200):
             await self.send(protocol.events_frame(events[start : start + 200]))
+        while self.early:
+            waiting, self.early = self.early, []
+            for message in waiting:
+                await self.room_frame(message)
+        self.live = True
 
     def _after_param(self) -> int:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
@@ -156,11 +166,21 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
         except ValueError:
             return -1
 
+    async def _join(self, room_id: int) -> None:
+        if broadcast.mode() == "plain":
+            await self.channel_layer.group_add(broadcast.room_group(room_id), self.channel_name)
+        else:
+            await broadcast.hub_join(room_id, self)
+
     async def disconnect(self, code: int) -> None:
-        if self.room_id is not None:
+        if self.room_id is None:
+            return
+        if broadcast.mode() == "plain":
             await self.channel_layer.group_discard(
                 broadcast.room_group(self.room_id), self.channel_name
             )
+        else:
+            await broadcast.hub_leave(self.room_id, self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.room_id is None:
@@ -215,6 +235,14 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
                 self.room_id, self.user, message.poll, message.option
             )
             await self.send(protocol.frame("vote.ack", poll=message.poll, option=message.option))
+
+    async def deliver(self, message: dict[str, Any]) -> None:
+        """Called by this process's room hub for every batch. Until the welcome and the backlog
+        are out, batches wait, so the client sees them in order and without repeats."""
+        if not self.live:
+            self.early.append(message)
+            return
+        await self.room_frame(message)
 
     async def room_frame(self, message: dict[str, Any]) -> None:
         if message["last"] <= self.backlog_upto:

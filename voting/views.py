@@ -600,6 +600,9 @@ def _consultation_for(request: HttpRequest, public_id: str) -> Consultation:
 @login_required
 def consultation_detail(request: HttpRequest, public_id: str) -> HttpResponse:
     consultation = _consultation_for(request, public_id)
+    if consultation.state == Consultation.State.OPEN and consultation.deadline <= timezone.now():
+        # The periodic task publishes due results; a visitor arriving first need not wait for it.
+        consultation = services.consultation_publish(consultation=consultation, actor=None)
     my_vote = consultation.votes.filter(user=request.user).select_related("option").first()
     is_coord = (
         communities_for_coordinator(request.user).filter(pk=consultation.community_id).exists()

@@ -2,7 +2,7 @@ import threading
 
 import pytest
 from django.core.exceptions import PermissionDenied
-from django.db import close_old_connections
+from django.db import connection
 
 from tests.factories import UserFactory
 from voting import services
@@ -28,7 +28,7 @@ def test_two_hundred_concurrent_votes_give_an_exact_tally(transactional_db, live
         except BaseException as exc:
             errors.append(exc)
         finally:
-            close_old_connections()
+            connection.close()
 
     work = list(enumerate(voters))
     threads = [threading.Thread(target=cast, args=(work[k::40],)) for k in range(40)]
