@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
-from django.db.models import CharField, Count, Value
+from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -152,19 +153,27 @@ class CommentResult:
     created: bool
 
 
-def _refuse_if_cannot_comment(room: Room, user: User) -> None:
-    if not user.is_authenticated:
-        raise NotPermitted(_("Sign in to comment."), code="sign_in")
-    # One query for both: banned anywhere, or muted in this room.
-    barred = {
-        row[0]
-        for row in CommentBan.objects.filter(user=user)
-        .values_list(Value("banned", output_field=CharField()))
-        .union(room.mutes.filter(user=user).values_list(Value("muted", output_field=CharField())))
-    }
-    if "banned" in barred:
+_PRECHECK_SQL = """
+SELECT
+    (SELECT id FROM voting_comment WHERE room_id = %s AND author_id = %s AND client_id = %s),
+    EXISTS (SELECT 1 FROM voting_commentban WHERE user_id = %s),
+    EXISTS (SELECT 1 FROM voting_roommute WHERE room_id = %s AND user_id = %s)
+"""
+
+
+def _precheck(room_id: int, user_id: int, client_id: str) -> tuple[int | None, bool, bool]:
+    """In one round trip: the comment already stored under this client id (if any), whether the
+    user is banned, whether they are muted in this room."""
+    with connection.cursor() as cursor:
+        cursor.execute(_PRECHECK_SQL, [room_id, user_id, client_id, user_id, room_id, user_id])
+        existing, banned, muted = cursor.fetchone()
+    return existing, bool(banned), bool(muted)
+
+
+def _refuse_if_cannot_comment(room: Room, *, banned: bool, muted: bool) -> None:
+    if banned:
         raise NotPermitted(_("You are barred from commenting."), code="banned")
-    if "muted" in barred:
+    if muted:
         raise NotPermitted(_("A moderator has muted you in this room."), code="muted")
     if not room.comments_open or room.hearing.state not in (
         Hearing.State.SCHEDULED,
@@ -180,11 +189,14 @@ def comment_post(*, room: Room, author: User, client_id: str, text: str) -> Comm
     nothing. Refused for banned or muted users, over the rate limit, or in slow mode; held for
     review (not broadcast) in review-all mode or when it contains a sensitive word. A shown comment
     becomes a `comment` event with the room's next sequence number."""
-    existing = Comment.objects.filter(room=room, author=author, client_id=client_id).first()
-    if existing is not None:
-        return CommentResult(existing, created=False)
+    if not author.is_authenticated:
+        raise NotPermitted(_("Sign in to comment."), code="sign_in")
+    existing_id, banned, muted = _precheck(room.pk, author.pk, client_id)
+    if existing_id is not None:
+        return CommentResult(Comment.objects.get(pk=existing_id), created=False)
     try:
-        return CommentResult(_comment_store(room, author, client_id, text), created=True)
+        comment = _comment_store(room, author, client_id, text, banned=banned, muted=muted)
+        return CommentResult(comment, created=True)
     except IntegrityError:
         # The same client id raced in on another connection; that one won. Its transaction was
         # rolled back whole, so no sequence number was used up.
@@ -194,10 +206,65 @@ def comment_post(*, room: Room, author: User, client_id: str, text: str) -> Comm
         return CommentResult(existing, created=False)
 
 
+# A busy room's settings are read by every comment; each process keeps them for a second (a
+# moderator's change reaches the other processes within that second, this one at once).
+ROOM_SNAPSHOT_TTL = 1.0
+_room_snapshots: dict[int, tuple[float, Room]] = {}
+
+
+def _room_snapshot(room_id: int) -> Room:
+    now = time.monotonic()
+    cached = _room_snapshots.get(room_id)
+    if cached and cached[0] > now:
+        return cached[1]
+    room = Room.objects.select_related("hearing").get(pk=room_id)
+    if len(_room_snapshots) > 1000:
+        _room_snapshots.clear()
+    _room_snapshots[room_id] = (now + ROOM_SNAPSHOT_TTL, room)
+    return room
+
+
+def _forget_room_snapshot(room_id: int) -> None:
+    _room_snapshots.pop(room_id, None)
+
+
+# The whole write of a shown comment in one round trip: take the room's next sequence number
+# (the UPDATE holds the row lock until commit, so numbers commit in order), store the comment
+# and its event. The commit does not wait for the WAL flush: with the lock held until commit,
+# the flush would bound a busy room to a few dozen comments a second, and a database crash may
+# lose the last fraction of a second of chat, never its order or consistency (the counter, the
+# comment and its event commit or vanish together).
+_STORE_SHOWN_SQL = """
+WITH s AS (SELECT set_config('synchronous_commit', 'off', true) AS v),
+r AS (
+    UPDATE voting_room SET last_seq = last_seq + 1
+    WHERE id = %(room)s AND EXISTS (SELECT 1 FROM s)
+    RETURNING last_seq
+),
+c AS (
+    INSERT INTO voting_comment (created_at, updated_at, room_id, author_id, client_id, nickname,
+                                text, state, hold_reason, offset_ms, seq)
+    SELECT now(), now(), %(room)s, %(author)s, %(client_id)s, %(nick)s, %(text)s, 'visible', '',
+           %(t)s, r.last_seq
+    FROM r
+    RETURNING id, seq
+)
+INSERT INTO voting_roomevent (room_id, seq, kind, payload, created_at)
+SELECT %(room)s, c.seq, 'comment',
+       jsonb_build_object('seq', c.seq, 'kind', 'comment', 'at', %(at)s::text, 'id', c.id,
+                          'nick', %(nick)s::text, 'text', %(text)s::text, 't', %(t)s::bigint),
+       now()
+FROM c
+RETURNING seq, (payload->>'id')::bigint
+"""
+
+
 @transaction.atomic
-def _comment_store(room: Room, author: User, client_id: str, text: str) -> Comment:
-    room = Room.objects.select_related("hearing").get(pk=room.pk)
-    _refuse_if_cannot_comment(room, author)
+def _comment_store(
+    room: Room, author: User, client_id: str, text: str, *, banned: bool, muted: bool
+) -> Comment:
+    room = _room_snapshot(room.pk)
+    _refuse_if_cannot_comment(room, banned=banned, muted=muted)
     text = clean_comment_text(text)
     if not text or len(text) > MAX_COMMENT_CHARS:
         raise VotingError(_("A comment has 1 to 500 characters."), code="invalid")
@@ -219,23 +286,54 @@ def _comment_store(room: Room, author: User, client_id: str, text: str) -> Comme
         state, hold_reason = Comment.State.HELD, "words"
     elif room.review_all:
         state, hold_reason = Comment.State.HELD, "review_all"
+    nickname = str(author.nickname)[:40]
+    offset = _offset_ms(room)
     if state == Comment.State.VISIBLE and connection.vendor == "postgresql":
-        # The room's row lock is held until commit, so the commit's WAL flush would bound a busy
-        # room to a few dozen comments a second. A live comment may skip waiting for it: a
-        # database crash could lose the last fraction of a second of chat, never its order or
-        # consistency (the row, its event and the counter commit or vanish together).
+        at = timezone.now().isoformat()
+        params = {
+            "room": room.pk,
+            "author": author.pk,
+            "client_id": client_id,
+            "nick": nickname,
+            "text": text,
+            "t": offset,
+            "at": at,
+        }
         with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            cursor.execute(_STORE_SHOWN_SQL, params)
+            seq, comment_id = cursor.fetchone()
+        event = {
+            "seq": seq,
+            "kind": "comment",
+            "at": at,
+            "id": comment_id,
+            "nick": nickname,
+            "text": text,
+            "t": offset,
+        }
+        room_id = room.pk
+        transaction.on_commit(lambda: broadcast.publish(room_id, [event]))
+        return Comment(
+            pk=comment_id,
+            room_id=room.pk,
+            author=author,
+            client_id=client_id,
+            nickname=nickname,
+            text=text,
+            state=state,
+            offset_ms=offset,
+            seq=seq,
+        )
     seq = _next_seqs(room.pk, 1) if state == Comment.State.VISIBLE else None
     comment = Comment.objects.create(
         room=room,
         author=author,
         client_id=client_id,
-        nickname=str(author.nickname)[:40],
+        nickname=nickname,
         text=text,
         state=state,
         hold_reason=hold_reason,
-        offset_ms=_offset_ms(room),
+        offset_ms=offset,
         seq=seq,
     )
     if seq is not None:
@@ -411,6 +509,7 @@ def room_settings_update(
     room.review_all = review_all
     room.comments_open = comments_open
     room.save(update_fields=["slow_mode_seconds", "review_all", "comments_open", "updated_at"])
+    transaction.on_commit(lambda: _forget_room_snapshot(room.pk))
     settings_payload = {
         "slow_mode_seconds": slow_mode_seconds,
         "review_all": review_all,
