@@ -126,6 +126,8 @@ def prepare(posters: int) -> dict:
 def start_server(mode: str, port: int) -> subprocess.Popen:
     e = env()
     e["BENCH_MODE"] = mode
+    # The server's output goes to a file: a pipe nobody reads fills up and blocks the server.
+    log = open(f"/tmp/bench-comments-daphne-{mode}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -141,8 +143,8 @@ def start_server(mode: str, port: int) -> subprocess.Popen:
         ],
         cwd=ROOT,
         env=e,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -151,7 +153,7 @@ def start_server(mode: str, port: int) -> subprocess.Popen:
                 return proc
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode()[-3000:]) from None
+                raise RuntimeError(Path(log.name).read_text()[-3000:]) from None
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError("daphne did not start")

@@ -1,5 +1,9 @@
 """The audience WebSocket protocol (`/ws/live/<hearing public id>/`), version 1.
 
+Connect with `?after=<last seq seen>` to resume: the server sends the welcome, then every event
+after that number from the database, then live events, with no gap and no repeat. Without it
+(a fresh viewer; the page shows recent comments) only live events follow the welcome.
+
 Every frame is a JSON object with `"v": 1` and a `"type"`. What a client may send:
 
     {"v":1, "type":"resume",  "after": <last seq seen, 0 for none>}

@@ -461,8 +461,16 @@ def user_unmute(*, room: Room, user: User, moderator: User, reason: str) -> None
         _log(room=room, moderator=moderator, kind="unmute", reason=reason, target=user)
 
 
+def may_edit_words(user: User) -> bool:
+    """Coordinators, platform moderators and admins keep the sensitive-word list and bans."""
+    return bool(
+        user.is_authenticated
+        and (user.is_superuser or user.has_role(Role.MODERATOR) or is_coordinator(user))
+    )
+
+
 def _require_platform_moderator(user: User) -> None:
-    if not (user.is_superuser or user.has_role(Role.MODERATOR) or is_coordinator(user)):
+    if not may_edit_words(user):
         raise NotPermitted(_("Only coordinators and moderators may do this."))
 
 

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import User
 from accounts.ratelimit import allow, client_ip
-from accounts.selectors import communities_for_coordinator, is_coordinator
+from accounts.selectors import communities_for_coordinator
 from mediation_room.errors import CaseError
 from mediation_room.models import Hearing
 from mediation_room.selectors import access_case_for_user, case_role_for_user
@@ -320,7 +320,7 @@ def moderate_action(request: HttpRequest, public_id: str, action: str) -> HttpRe
 
 @login_required
 def sensitive_words(request: HttpRequest) -> HttpResponse:
-    if not (request.user.is_superuser or is_coordinator(request.user)):
+    if not services.may_edit_words(request.user):
         raise PermissionDenied
     if request.method == "POST":
         if "remove" in request.POST:

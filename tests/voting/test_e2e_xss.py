@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,6 +38,7 @@ def daphne_url(transactional_db):
     env = dict(os.environ)
     env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     port = _free_port()
+    log = tempfile.TemporaryFile()  # a pipe nobody reads would fill up and block the server
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -52,8 +54,8 @@ def daphne_url(transactional_db):
         ],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
     while True:
@@ -63,11 +65,13 @@ def daphne_url(transactional_db):
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(proc.stderr.read().decode()[-2000:]) from None
+                log.seek(0)
+                raise RuntimeError(log.read().decode()[-2000:]) from None
             time.sleep(0.2)
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=10)
+    log.close()
 
 
 @pytest.fixture
