@@ -92,6 +92,9 @@ class RoomBatcher:
         self.pending: list[dict[str, Any]] = []
         self.last_sent = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        # Batches leave in the order they were cut (Lock is first come, first served): two sends
+        # in flight on different Redis connections could otherwise overtake each other.
+        self.in_order = asyncio.Lock()
 
     def add(self, events: list[dict[str, Any]]) -> None:
         self.pending.extend(events)
@@ -110,8 +113,12 @@ class RoomBatcher:
         events = sorted(self.pending, key=lambda e: e["seq"])
         self.pending = []
         self.last_sent = time.monotonic()
-        task = asyncio.ensure_future(_group_send(self.room_id, group_message(events)))
+        task = asyncio.ensure_future(self._send(group_message(events)))
         task.add_done_callback(_log_failure)
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        async with self.in_order:
+            await _group_send(self.room_id, message)
 
 
 def _log_failure(task: asyncio.Future) -> None:
@@ -222,11 +229,14 @@ class RoomHub:
     async def _run(self, layer: Any, channel: str) -> None:
         while True:
             message = await layer.receive(channel)
-            for consumer in list(self.members):
+            for n, consumer in enumerate(list(self.members), start=1):
                 try:
                     await consumer.deliver(message)
                 except Exception:  # one broken socket must not starve the others
                     logger.exception("delivery to a viewer failed")
+                if n % 200 == 0:
+                    # Let incoming comments and acks through between slices of a big room.
+                    await asyncio.sleep(0)
 
 
 async def hub_join(room_id: int, consumer: Any) -> None:
