@@ -13,6 +13,7 @@ DEMO_MODULES = [
     "mediation_room.demo",
     "mediation_room.agreements.demo",
     "mediation_room.supervision.demo",
+    "voting.demo",
 ]
 
 

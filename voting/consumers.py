@@ -1,0 +1,285 @@
+"""The audience WebSocket of a live room: `/ws/live/<hearing public id>/?after=<last seq>`.
+
+Thin: authenticate, validate (voting.protocol), call a service, reply. Room events arrive from the
+channel layer already encoded (one JSON text per batch) and are forwarded unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.utils.translation import gettext as _
+
+from accounts.ratelimit import allow
+from mediation_room.errors import CaseError, NotPermitted
+from mediation_room.selectors import case_role_for_user
+
+from . import broadcast, protocol, selectors, services
+from .models import Room
+
+# Who may watch a room changes rarely (a consent withdrawn, a poll opened); when hundreds of
+# viewers join at once they share one answer for a couple of seconds instead of each running the
+# same queries. What depends on the viewer (their role) is still asked per viewer.
+ROOM_STATE_TTL = 2.0
+_room_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
+def _shared_room_state(public_id: str) -> dict[str, Any] | None:
+    now = time.monotonic()
+    cached = _room_cache.get(public_id)
+    if cached and cached[0] > now:
+        return cached[1]
+    try:
+        hearing = selectors.hearing_by_public_id(public_id)
+    except Http404:
+        return None
+    room = services.room_for_hearing(hearing)
+    state = {
+        "room": room,
+        "case": hearing.case,
+        "public": services.room_is_public(room),
+        "polls": [
+            services.poll_payload(p, with_counts=p.results_visible)
+            for p in selectors.open_polls(room)
+        ],
+    }
+    if len(_room_cache) > 1000:
+        _room_cache.clear()
+    _room_cache[public_id] = (now + ROOM_STATE_TTL, state)
+    return state
+
+
+def _room_state(public_id: str, user) -> dict[str, Any] | None:
+    shared = _shared_room_state(public_id)
+    if shared is None:
+        return None
+    signed_in = bool(user and user.is_authenticated)
+    role = case_role_for_user(shared["case"], user) if signed_in else None
+    moderator = signed_in and services.is_room_moderator(shared["room"], user)
+    return {
+        **shared,
+        "may_watch": shared["public"] or role is not None or moderator,
+        "can_comment": signed_in,
+        "moderator": moderator,
+    }
+
+
+def _backlog(room_id: int, after: int) -> tuple[list[dict[str, Any]], int]:
+    """Events after `after` and the room's last seq, read after joining the group. `after` -1
+    is a fresh viewer: no history over the socket (the page shows recent comments)."""
+    if after < 0:
+        last = Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
+        return [], last
+    room = Room(pk=room_id)
+    events: list[dict[str, Any]] = []
+    while True:
+        page = selectors.events_after(room, after)
+        events.extend(page)
+        if len(page) < selectors.EVENTS_PAGE:
+            break
+        after = page[-1]["seq"]
+    last = Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
+    return events, max(last, events[-1]["seq"] if events else 0)
+
+
+class LiveRoomConsumer(AsyncWebsocketConsumer):
+    room_id: int | None = None
+    # Events up to this seq were sent from the database on (re)connect; live frames at or below it
+    # are repeats and are dropped, so a reconnecting client gets neither gaps nor duplicates.
+    backlog_upto = 0
+    live = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.early: list[dict[str, Any]] = []
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Room frames touch no database, so they skip the close_old_connections() thread hop that
+        # Channels makes before every handler: at 2,000 viewers that hop, not the socket write,
+        # would be the cost of a broadcast. Everything else goes the usual way.
+        # The connect handler's database work goes through database_sync_to_async, which closes
+        # stale connections itself, so it skips the hop too (it would queue every joining viewer
+        # behind one thread).
+        kind = message["type"]
+        if kind == "room.frame":
+            await self.room_frame(message)
+        elif kind == "room.event":
+            await self.room_event(message)
+        elif kind == "websocket.connect":
+            await self.websocket_connect(message)
+        else:
+            await super().dispatch(message)
+
+    async def connect(self) -> None:
+        public_id = self.scope["url_route"]["kwargs"]["public_id"]
+        user = self.scope.get("user")
+        await self.accept()
+        state = await database_sync_to_async(_room_state, thread_sensitive=False)(public_id, user)
+        if state is None or not state["may_watch"]:
+            # The same answer whether the room does not exist or is not public.
+            await self.send(protocol.error_frame("not_found", _("This session is not public.")))
+            await self.close(code=4404)
+            return
+        room: Room = state["room"]
+        self.room_id = room.pk
+        self.user = user
+        broadcast.bind_loop(asyncio.get_running_loop())
+        # Join first, then read: anything committed after the read arrives through the group.
+        await self._join(room.pk)
+        after = self._after_param()
+        events, last = await database_sync_to_async(_backlog, thread_sensitive=False)(
+            room.pk, after
+        )
+        self.backlog_upto = last
+        await self.send(
+            protocol.frame(
+                "welcome",
+                room=public_id,
+                seq=last,
+                can_comment=state["can_comment"],
+                moderator=state["moderator"],
+                slow_mode_seconds=room.slow_mode_seconds,
+                review_all=room.review_all,
+                polls=state["polls"],
+            )
+        )
+        for start in range(0, len(events), 200):
+            await self.send(protocol.events_frame(events[start : start + 200]))
+        while self.early:
+            waiting, self.early = self.early, []
+            for message in waiting:
+                await self.room_frame(message)
+        self.live = True
+
+    def _after_param(self) -> int:
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        try:
+            return max(-1, int(query.get("after", ["-1"])[0]))
+        except ValueError:
+            return -1
+
+    async def _join(self, room_id: int) -> None:
+        if broadcast.mode() == "plain":
+            await self.channel_layer.group_add(broadcast.room_group(room_id), self.channel_name)
+        else:
+            await broadcast.hub_join(room_id, self)
+
+    async def disconnect(self, code: int) -> None:
+        if self.room_id is None:
+            return
+        if broadcast.mode() == "plain":
+            await self.channel_layer.group_discard(
+                broadcast.room_group(self.room_id), self.channel_name
+            )
+        else:
+            await broadcast.hub_leave(self.room_id, self)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.room_id is None:
+            return
+        try:
+            message = protocol.parse(text_data, bytes_data)
+        except protocol.ProtocolError as exc:
+            await self.send(protocol.error_frame(exc.code, exc.message, exc.ref))
+            return
+        limit, period = services.CONNECTION_MESSAGE_LIMIT
+        allowed = await sync_to_async(allow, thread_sensitive=False)(
+            f"voting:conn:{self.channel_name}", limit=limit, period=period
+        )
+        if not allowed:
+            await self.send(
+                protocol.error_frame(
+                    "rate_limited",
+                    _("Too many messages. Please wait a few seconds."),
+                    _ref(message),
+                )
+            )
+            return
+        try:
+            await self.handle(message)
+        except (CaseError, PermissionDenied) as exc:
+            code = getattr(exc, "code", "forbidden")
+            text = getattr(exc, "message", "") or _("You may not do this.")
+            await self.send(protocol.error_frame(code, text, _ref(message)))
+
+    async def handle(self, message: protocol.Message) -> None:
+        if isinstance(message, protocol.Ping):
+            await self.send(protocol.frame("pong"))
+        elif isinstance(message, protocol.Resume):
+            events, _last = await database_sync_to_async(_backlog, thread_sensitive=False)(
+                self.room_id, message.after
+            )
+            for start in range(0, len(events), 200):
+                await self.send(protocol.events_frame(events[start : start + 200]))
+        elif isinstance(message, protocol.PostComment):
+            if not self.user.is_authenticated:
+                raise NotPermitted(_("Sign in to comment or vote."), code="sign_in")
+            # Not thread-sensitive: comments from many connections are stored in parallel (each
+            # worker thread has its own database connection); the room's row lock orders them.
+            result = await database_sync_to_async(_comment, thread_sensitive=False)(
+                self.room_id, self.user, message.client_id, message.text
+            )
+            await self.send(protocol.frame("comment.ack", **result))
+        elif isinstance(message, protocol.CastVote):
+            if not self.user.is_authenticated:
+                raise NotPermitted(_("Sign in to comment or vote."), code="sign_in")
+            await database_sync_to_async(_vote, thread_sensitive=False)(
+                self.room_id, self.user, message.poll, message.option
+            )
+            await self.send(protocol.frame("vote.ack", poll=message.poll, option=message.option))
+
+    async def deliver(self, message: dict[str, Any]) -> None:
+        """Called by this process's room hub for every batch. Until the welcome and the backlog
+        are out, batches wait, so the client sees them in order and without repeats."""
+        if not self.live:
+            self.early.append(message)
+            return
+        await self.room_frame(message)
+
+    async def room_frame(self, message: dict[str, Any]) -> None:
+        if message["last"] <= self.backlog_upto:
+            return
+        if message["first"] <= self.backlog_upto:
+            data = json.loads(message["text"])
+            fresh = [e for e in data["events"] if e["seq"] > self.backlog_upto]
+            await self.send(protocol.events_frame(fresh))
+            return
+        await self.send(message["text"])
+
+    async def room_event(self, message: dict[str, Any]) -> None:
+        """The benchmark's baseline: one event per group message, encoded here per connection."""
+        event = message["event"]
+        if event["seq"] <= self.backlog_upto:
+            return
+        await self.send(protocol.events_frame([event]))
+
+
+def _ref(message: protocol.Message) -> str:
+    return getattr(message, "client_id", "") or getattr(message, "poll", "")
+
+
+def _comment(room_id: int, user, client_id: str, text: str) -> dict[str, Any]:
+    result = services.comment_post(
+        room=Room(pk=room_id), author=user, client_id=client_id, text=text
+    )
+    comment = result.comment
+    return {
+        "client_id": client_id,
+        "id": comment.pk,
+        "state": comment.state,
+        "seq": comment.seq,
+        "duplicate": not result.created,
+    }
+
+
+def _vote(room_id: int, user, poll_public_id: str, option: int) -> None:
+    poll = services.poll_lookup(room=Room(pk=room_id), poll_public_id=poll_public_id)
+    services.vote_cast(poll=poll, user=user, option_position=option)
