@@ -165,7 +165,9 @@ def test_lookup_with_wrong_digits_says_not_found(client, community):
     assert response.context["case"] is None
 
 
-def test_lookup_guessing_is_rate_limited(client, community):
+def test_lookup_guessing_is_rate_limited(client, community, time_machine):
+    # Frozen clock: the ten guesses and the eleventh fall in one rate-limit window.
+    time_machine.move_to("2026-11-30 10:00:05+00:00", tick=False)
     case = make_case(community=community)
     for n in range(10):
         client.get("/lookup/", {"tracking_number": case.tracking_number, "last_four": f"{n:04d}"})
