@@ -9,7 +9,7 @@ picture; V receive-only aiortc viewers watch it, for V = 10, 50, 100, 200, 400:
   bounded mode: the default buffered mode grows without bound once encoders fall behind) and
   aiortc's sender encodes VP8 + Opus for that viewer.
 
-Viewers run in separate processes (``--worker``), spread over several of them. Most viewers count
+Viewers run in separate processes (``--worker``, niced), spread over several of them. Most viewers count
 frames without decoding: the receiver's decoder thread is replaced by one that only counts the
 frames the jitter buffer completes, and its bandwidth estimator (REMB) is left out, both to keep
 the viewers' own CPU, which shares the machine with the server, low. A few viewers decode and read the clock stamped into the
@@ -56,6 +56,7 @@ from aiortc import (  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 360, 15
 DECODING_VIEWERS = 3
+VIEWER_NICENESS = 10
 HELD = 0.95
 # A mode stops growing once its viewers get less than this share of the frames: more viewers
 # would only take longer to connect.
@@ -259,7 +260,16 @@ def make_scene():
 class Worker:
     def __init__(self, port: int, count: int, decode: bool, tile) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(port), str(count)]
+        # Niced: on a shared machine the viewers must not take the server's share of the CPU
+        # (each process gets a fair share, and the viewers are many processes to its one).
+        command = [
+            "nice",
+            "-n",
+            str(VIEWER_NICENESS),
+            sys.executable,
+            str(Path(__file__).resolve()),
+        ]
+        command += ["--worker", str(port), str(count)]
         command += ["--decode"] if decode else []
         command += ["--tile", ",".join(str(v) for v in tile)]
         self.count = count
