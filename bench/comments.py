@@ -195,17 +195,27 @@ async def _client(index: int, cfg: dict, ready, go, go_at) -> dict:
 
     async def viewer(v: int, opened: asyncio.Event) -> None:
         counts = per_viewer_counts[v]
-        async with sem:
-            ws = await connect(
-                uri,
-                origin=origin,
-                compression=None,
-                max_size=2**22,
-                ping_interval=None,
-                open_timeout=60,
-            )
         try:
-            welcome = json.loads(await ws.recv())
+            async with sem:
+                # A hard limit on the whole join, so one stuck handshake cannot hold up the run.
+                ws = await asyncio.wait_for(
+                    connect(
+                        uri,
+                        origin=origin,
+                        compression=None,
+                        max_size=2**22,
+                        ping_interval=None,
+                        open_timeout=120,
+                    ),
+                    timeout=150,
+                )
+                welcome = json.loads(await asyncio.wait_for(ws.recv(), timeout=60))
+        except Exception as exc:  # counted and reported; the run goes on without this viewer
+            state["connect_failures"] += 1
+            state["last_connect_error"] = repr(exc)[:200]
+            opened.set()
+            return
+        try:
             last_seq = welcome["seq"]
             opened.set()
             while not stop.is_set():
