@@ -97,6 +97,12 @@ class RoomRecorder:
             for _, role, video, _ in self.sources()
         ]
 
+    async def _off_loop(self, loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> Any:
+        # Cancelling the awaiting task does not stop a thread that is already encoding: keep the
+        # thread's future so that stop() waits for it before the encoder and file are closed.
+        self._inflight = loop.run_in_executor(None, fn, *args)
+        return await asyncio.shield(self._inflight)
+
     async def _video_loop(self) -> None:
         loop = asyncio.get_running_loop()
         index = 0
@@ -107,10 +113,10 @@ class RoomRecorder:
                 await asyncio.sleep(delay)
             # after a stall, skip the ticks that passed rather than bunching frames
             index = max(index, int((time.monotonic() - self._started_at) * self.fps))
-            frame = await loop.run_in_executor(None, self.compositor.compose, self._tiles())
+            frame = await self._off_loop(loop, self.compositor.compose, self._tiles())
             frame.pts = index
             frame.time_base = fractions.Fraction(1, self.fps)
-            packets = await loop.run_in_executor(None, self._video.encode, frame)
+            packets = await self._off_loop(loop, self._video.encode, frame)
             for packet in packets:
                 self._container.mux(packet)
             self.video_frames += 1
@@ -137,6 +143,10 @@ class RoomRecorder:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        inflight = getattr(self, "_inflight", None)
+        if inflight is not None and not inflight.done():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(inflight), timeout=5)
         duration = self.elapsed
         if self._container is not None:
             try:
