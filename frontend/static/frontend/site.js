@@ -14,3 +14,12 @@ document.addEventListener("submit", (event) => {
   p.textContent = note;
   form.appendChild(p);
 });
+
+// A <select data-autosubmit> sends its form as soon as a choice is made (the page keeps a
+// <noscript> button for browsers without JavaScript).
+document.addEventListener("change", (event) => {
+  const field = event.target;
+  if (field.matches && field.matches("select[data-autosubmit]") && field.form) {
+    field.form.submit();
+  }
+});
