@@ -259,3 +259,27 @@ def test_a_coordinator_of_every_community_counts_everything_unfiltered(data):
     assert scope.community_ids is None
     assert (board["facts"]["total"], board["facts"]["agreed"]) == (8, 3)
     assert {r["label"] for r in board["by_community"]} == {"A社区", "B社区", "C社区"}
+
+
+def test_satisfaction_from_the_parties_ratings(data):
+    if statistics._rating_model() is None:
+        pytest.skip("the voting app's ratings are not installed")
+    from voting.services import rating_give
+
+    c1, _c2, c3, *_rest = data["cases"]
+    for case, score in ((c1, 5), (c3, 3)):
+        case.refresh_from_db()
+        rating_give(case=case, user=case.reporter, score=score)
+
+    board = _board(data["street1"])
+
+    assert board["satisfaction"] == {
+        "available": True,
+        "average": 4.0,
+        "count": 2,
+        "by_expert": {
+            data["experts"][0].pk: {"avg": 5.0, "n": 1},
+            data["experts"][1].pk: {"avg": 3.0, "n": 1},
+        },
+    }
+    assert {e["name"]: e["rating"] for e in board["experts"]}["陆调解员"] == {"avg": 3.0, "n": 1}
