@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import User
@@ -211,34 +212,25 @@ def _moderation_action(name: str):
     return register
 
 
-@_moderation_action("approve")
-def _approve(request, room):
-    services.comment_approve(
-        comment=_comment_in(room, request),
-        moderator=request.user,
-        reason=request.POST.get("reason", ""),
-    )
-    return _("The comment is shown.")
+def _comment_action(service: Callable, done: str) -> Callable:
+    def act(request, room):
+        service(
+            comment=_comment_in(room, request),
+            moderator=request.user,
+            reason=request.POST.get("reason", ""),
+        )
+        return _(done)
+
+    return act
 
 
-@_moderation_action("reject")
-def _reject(request, room):
-    services.comment_reject(
-        comment=_comment_in(room, request),
-        moderator=request.user,
-        reason=request.POST.get("reason", ""),
-    )
-    return _("The comment was rejected.")
-
-
-@_moderation_action("delete")
-def _delete(request, room):
-    services.comment_delete(
-        comment=_comment_in(room, request),
-        moderator=request.user,
-        reason=request.POST.get("reason", ""),
-    )
-    return _("The comment was deleted for everyone.")
+# The three moderation actions on one comment differ only in the service and what is said after.
+for _name, _service, _done in (
+    ("approve", services.comment_approve, gettext_noop("The comment is shown.")),
+    ("reject", services.comment_reject, gettext_noop("The comment was rejected.")),
+    ("delete", services.comment_delete, gettext_noop("The comment was deleted for everyone.")),
+):
+    MODERATION_ACTIONS[_name] = _comment_action(_service, _done)
 
 
 @_moderation_action("mute")
