@@ -172,9 +172,11 @@ def client_main(index: int, cfg: dict, ready, go, go_at, results) -> None:
 
 async def _client(index: int, cfg: dict, ready, go, go_at) -> dict:
     import psutil
+    import wsclient
     from websockets.asyncio.client import connect
 
-    uri = f"ws://127.0.0.1:{cfg['port']}/ws/live/{cfg['room']}/"
+    path = f"/ws/live/{cfg['room']}/"
+    uri = f"ws://127.0.0.1:{cfg['port']}{path}"
     origin = f"http://127.0.0.1:{cfg['port']}"
     n_viewers = cfg["viewers"][index]
     my_posters = [p for p in range(cfg["posters"]) if p % cfg["clients"] == index]
@@ -195,50 +197,47 @@ async def _client(index: int, cfg: dict, ready, go, go_at) -> dict:
 
     async def viewer(v: int, opened: asyncio.Event) -> None:
         counts = per_viewer_counts[v]
+        last_seq = None
+        welcomed = asyncio.Event()
+
+        def on_text(raw: str) -> None:
+            nonlocal last_seq
+            now = time.time()
+            frame = json.loads(raw)
+            if last_seq is None:  # the welcome
+                last_seq = frame["seq"]
+                welcomed.set()
+                return
+            state["frames"] += 1
+            if frame.get("type") != "events":
+                return
+            for event in frame["events"]:
+                if event["seq"] != last_seq + 1:
+                    state["seq_gaps"] += 1
+                last_seq = max(last_seq, event["seq"])
+                if event["kind"] != "comment":
+                    continue
+                _tag, slot, sent = event["text"].split(" ", 2)
+                counts[int(slot)] += 1
+                ms = int((now - float(sent)) * 1000)
+                hist[min(max(ms, 0), HIST_MS)] += 1
+                state["deliveries"] += 1
+
         try:
             async with sem:
                 # A hard limit on the whole join, so one stuck handshake cannot hold up the run.
                 ws = await asyncio.wait_for(
-                    connect(
-                        uri,
-                        origin=origin,
-                        compression=None,
-                        max_size=2**22,
-                        ping_interval=None,
-                        open_timeout=120,
-                    ),
-                    timeout=150,
+                    wsclient.connect("127.0.0.1", cfg["port"], path, origin, on_text), timeout=150
                 )
-                welcome = json.loads(await asyncio.wait_for(ws.recv(), timeout=60))
+                await asyncio.wait_for(welcomed.wait(), timeout=60)
         except Exception as exc:  # counted and reported; the run goes on without this viewer
             state["connect_failures"] += 1
             state["last_connect_error"] = repr(exc)[:200]
             opened.set()
             return
+        opened.set()
         try:
-            last_seq = welcome["seq"]
-            opened.set()
-            while not stop.is_set():
-                try:
-                    raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
-                except TimeoutError:
-                    continue
-                now = time.time()
-                frame = json.loads(raw)
-                state["frames"] += 1
-                if frame.get("type") != "events":
-                    continue
-                for event in frame["events"]:
-                    if event["seq"] != last_seq + 1:
-                        state["seq_gaps"] += 1
-                    last_seq = max(last_seq, event["seq"])
-                    if event["kind"] != "comment":
-                        continue
-                    _tag, slot, sent = event["text"].split(" ", 2)
-                    counts[int(slot)] += 1
-                    ms = int((now - float(sent)) * 1000)
-                    hist[min(max(ms, 0), HIST_MS)] += 1
-                    state["deliveries"] += 1
+            await stop.wait()
         finally:
             await ws.close()
 

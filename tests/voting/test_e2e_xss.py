@@ -118,13 +118,13 @@ def test_hostile_comments_are_shown_as_text_live_and_on_load(live_case, room, da
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(f"{daphne_url}/live/{live_case['hearing'].public_id}/")
     title = page.title()
-    page.wait_for_function(
-        "document.querySelector('.live-status') && document.querySelector('.live-status').textContent.length > 0"
-    )
+    page.wait_for_function("() => document.querySelector('.live-status')?.textContent.length > 0")
     page.wait_for_timeout(500)  # the socket is open and subscribed
     for i, payload in enumerate(PAYLOADS[1:], start=2):
         _post_elsewhere(room=room, author=author, client_id=f"e2e-000000{i}", text=payload)
-    page.wait_for_function("document.querySelectorAll('.comments li').length >= 3", timeout=15000)
+    page.wait_for_function(
+        "() => document.querySelectorAll('.comments li').length >= 3", timeout=15000
+    )
     texts = page.eval_on_selector_all(".comments li .text", "els => els.map(e => e.textContent)")
     assert texts == PAYLOADS
     nicks = page.eval_on_selector_all(".comments li .nick", "els => els.map(e => e.textContent)")
