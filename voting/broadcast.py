@@ -1,26 +1,23 @@
-"""Fan-out of room events: one encoding per batch, one group message per batch.
+"""Fan-out of room events: one group message per committed event, one encoding per frame.
 
-Who owns the batching: each server process keeps one small batcher per room, for the events that
-were committed *in that process* (the comment's poster is connected to it). Nothing is shared
-between processes except the sequence number, which the database assigns under the room's row
-lock (so events commit in sequence order and `…/events?after=n` never skips one). Why per
-process and not one elected owner per room: the poster's process already holds the committed
-event in memory, so batching there costs no extra Redis round trip, needs no lock or leader
-election, and a crashed process loses at most one unsent batch, which every client recovers
-through the sequence gap and the HTTP catch-up. With several processes a room receives up to one
-batch per process per window, and a client may see batches slightly out of order; it holds
-early events briefly and fetches over HTTP only if the gap does not fill.
-
-Each batch is encoded to JSON text once, by the sender; the group message carries that text and
-every consumer forwards it unchanged (no per-connection encoding).
+Sending side: a committed event goes to the room's group at once, from the process that
+committed it. Each process has one small sender queue per room, drained by one task, so events
+leave a process in commit order; events that queue up while a send is in flight go out together
+in the next message. The sequence number is assigned by the database under the room's row lock,
+so events commit in sequence order and `…/events?after=n` never skips one.
 
 Receiving side: the members of a room's group are not the viewers' own channels but one hub
-channel per process and room. The hub takes each batch off the layer once (one Redis message,
-one decode) and hands the text to every local viewer's socket in one loop, instead of waking
-2,000 consumer tasks through 2,000 queues for every batch.
+channel per process and room. The hub takes each message off the layer once and batches at the
+edge: the leading event of a quiet spell goes out at once, events that follow within the window
+(`VOTING_BATCH_MS`) are held and sent together when it ends. A batch is encoded to JSON text once
+and handed to every local viewer's socket in one loop, instead of waking 2,000 consumer tasks
+through 2,000 queues for every event. Batching where the sockets are, not where the comments
+arrive, keeps one frame per window per viewer however many server processes take comments.
 
-The leading edge is sent at once (a quiet room has no batching delay); events that follow within
-the window are held and sent together when it ends.
+Events from different processes can reach a hub slightly out of order; the hub sends the events
+it has in sequence order and holds one that follows a gap for up to a window (the gap usually
+fills meanwhile). A client that still sees a gap holds the early events briefly and fetches the
+missing ones over HTTP.
 
 `VOTING_BROADCAST = "plain"` switches to the baseline the benchmark compares against: one
 group_send per event with a dict payload, encoded by every consumer.
@@ -44,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_lock = threading.Lock()
-_batchers: dict[int, RoomBatcher] = {}
+_senders: dict[int, RoomSender] = {}
 _hubs: dict[int, RoomHub] = {}
 
 
@@ -66,7 +63,7 @@ def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
     with _loop_lock:
         if _loop is not loop:
             _loop = loop
-            _batchers.clear()
+            _senders.clear()
             _hubs.clear()
 
 
@@ -77,48 +74,29 @@ def _live_loop() -> asyncio.AbstractEventLoop | None:
     return loop
 
 
-def group_message(events: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "type": "room.frame",
-        "text": events_frame(events),
-        "first": events[0]["seq"],
-        "last": events[-1]["seq"],
-    }
+class RoomSender:
+    """This process's queue of committed events for one room, sent in commit order."""
 
-
-class RoomBatcher:
     def __init__(self, room_id: int) -> None:
         self.room_id = room_id
         self.pending: list[dict[str, Any]] = []
-        self.last_sent = 0.0
-        self.timer: asyncio.TimerHandle | None = None
-        # Batches leave in the order they were cut (Lock is first come, first served): two sends
-        # in flight on different Redis connections could otherwise overtake each other.
-        self.in_order = asyncio.Lock()
+        self.task: asyncio.Task | None = None
 
     def add(self, events: list[dict[str, Any]]) -> None:
         self.pending.extend(events)
-        if self.timer is not None:
-            return
-        wait = self.last_sent + batch_window() - time.monotonic()
-        if wait <= 0:
-            self.flush()
-        else:
-            self.timer = asyncio.get_running_loop().call_later(wait, self.flush)
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._drain())
+            self.task.add_done_callback(_log_failure)
 
-    def flush(self) -> None:
-        self.timer = None
-        if not self.pending:
-            return
-        events = sorted(self.pending, key=lambda e: e["seq"])
-        self.pending = []
-        self.last_sent = time.monotonic()
-        task = asyncio.ensure_future(self._send(group_message(events)))
-        task.add_done_callback(_log_failure)
+    async def _drain(self) -> None:
+        layer = get_channel_layer()
+        while self.pending:
+            events, self.pending = self.pending, []
+            await layer.group_send(room_group(self.room_id), events_message(events))
 
-    async def _send(self, message: dict[str, Any]) -> None:
-        async with self.in_order:
-            await _group_send(self.room_id, message)
+
+def events_message(events: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "room.events", "events": events}
 
 
 def _log_failure(task: asyncio.Future) -> None:
@@ -126,15 +104,11 @@ def _log_failure(task: asyncio.Future) -> None:
         logger.error("room broadcast failed", exc_info=task.exception())
 
 
-async def _group_send(room_id: int, message: dict[str, Any]) -> None:
-    await get_channel_layer().group_send(room_group(room_id), message)
-
-
 def _enqueue(room_id: int, events: list[dict[str, Any]]) -> None:
-    batcher = _batchers.get(room_id)
-    if batcher is None:
-        batcher = _batchers[room_id] = RoomBatcher(room_id)
-    batcher.add(events)
+    sender = _senders.get(room_id)
+    if sender is None:
+        sender = _senders[room_id] = RoomSender(room_id)
+    sender.add(events)
 
 
 def publish(room_id: int, events: list[dict[str, Any]]) -> None:
@@ -154,7 +128,7 @@ def publish(room_id: int, events: list[dict[str, Any]]) -> None:
             return
         except RuntimeError:  # the loop closed between the check and the call
             pass
-    async_to_sync(_group_send)(room_id, group_message(events))
+    async_to_sync(get_channel_layer().group_send)(room_group(room_id), events_message(events))
 
 
 def _publish_plain(room_id: int, events: list[dict[str, Any]]) -> None:
@@ -195,8 +169,8 @@ def call_later(delay: float, func, *args: Any) -> bool:
 
 
 class RoomHub:
-    """This process's subscription to one room: one channel in the room's group, fanned out to
-    the local consumers."""
+    """This process's subscription to one room: one channel in the room's group, batched and
+    fanned out to the local consumers."""
 
     def __init__(self, room_id: int) -> None:
         self.room_id = room_id
@@ -204,6 +178,12 @@ class RoomHub:
         self.channel: str | None = None
         self.task: asyncio.Task | None = None
         self.ready = asyncio.Lock()
+        self.pending: dict[int, dict[str, Any]] = {}
+        self.sent_upto = 0  # the highest seq this hub has sent
+        self.last_sent = 0.0
+        self.gap_since: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.delivering = False
 
     async def join(self, consumer: Any) -> None:
         async with self.ready:
@@ -224,11 +204,67 @@ class RoomHub:
             task, channel = self.task, self.channel
             self.task = self.channel = None
             task.cancel()
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            self.pending.clear()
             await get_channel_layer().group_discard(room_group(self.room_id), channel)
 
     async def _run(self, layer: Any, channel: str) -> None:
         while True:
             message = await layer.receive(channel)
+            for event in message.get("events", ()):
+                self.pending[event["seq"]] = event
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self.timer is not None or not self.pending:
+            return
+        wait = self.last_sent + batch_window() - time.monotonic()
+        if wait <= 0:
+            self._flush()
+        else:
+            self.timer = asyncio.get_running_loop().call_later(wait, self._flush)
+
+    def _flush(self) -> None:
+        self.timer = None
+        if not self.pending or self.delivering:
+            # A frame still going out: what arrives meanwhile joins the next one, which the
+            # delivery schedules when it ends (so frames never overtake each other).
+            return
+        seqs = sorted(self.pending)
+        # Send the run that continues what was sent; an event after a gap waits up to a window
+        # for the gap to fill, then goes anyway (the client fetches what is missing).
+        now = time.monotonic()
+        take = len(seqs)
+        if self.sent_upto and seqs[0] > self.sent_upto + 1:
+            take = 0
+        else:
+            expected = seqs[0]
+            for i, seq in enumerate(seqs):
+                if seq != expected:
+                    take = i
+                    break
+                expected += 1
+        if take < len(seqs):
+            if self.gap_since is None:
+                self.gap_since = now
+            if now - self.gap_since >= batch_window():
+                take = len(seqs)
+        if take == len(seqs):
+            self.gap_since = None
+        if take:
+            events = [self.pending.pop(seq) for seq in seqs[:take]]
+            self.sent_upto = max(self.sent_upto, events[-1]["seq"])
+            self.last_sent = now
+            task = asyncio.ensure_future(self._deliver(frame_message(events)))
+            task.add_done_callback(_log_failure)
+        if self.pending:
+            self.timer = asyncio.get_running_loop().call_later(batch_window(), self._flush)
+
+    async def _deliver(self, message: dict[str, Any]) -> None:
+        self.delivering = True
+        try:
             for n, consumer in enumerate(list(self.members), start=1):
                 try:
                     await consumer.deliver(message)
@@ -237,6 +273,22 @@ class RoomHub:
                 if n % 200 == 0:
                     # Let incoming comments and acks through between slices of a big room.
                     await asyncio.sleep(0)
+        finally:
+            self.delivering = False
+            if self.timer is None:
+                self._schedule()
+
+
+def frame_message(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A batch as local consumers get it: the frame's text, encoded once, the ASGI message that
+    sends it (shared by every socket), and its seq range."""
+    text = events_frame(events)
+    return {
+        "text": text,
+        "send": {"type": "websocket.send", "text": text},
+        "first": events[0]["seq"],
+        "last": events[-1]["seq"],
+    }
 
 
 async def hub_join(room_id: int, consumer: Any) -> None:

@@ -102,16 +102,14 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
         self.early: list[dict[str, Any]] = []
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        # Room frames touch no database, so they skip the close_old_connections() thread hop that
+        # Room events touch no database, so they skip the close_old_connections() thread hop that
         # Channels makes before every handler: at 2,000 viewers that hop, not the socket write,
         # would be the cost of a broadcast. Everything else goes the usual way.
         # The connect handler's database work goes through database_sync_to_async, which closes
         # stale connections itself, so it skips the hop too (it would queue every joining viewer
         # behind one thread).
         kind = message["type"]
-        if kind == "room.frame":
-            await self.room_frame(message)
-        elif kind == "room.event":
+        if kind == "room.event":
             await self.room_event(message)
         elif kind == "websocket.connect":
             await self.websocket_connect(message)
@@ -252,7 +250,7 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
             fresh = [e for e in data["events"] if e["seq"] > self.backlog_upto]
             await self.send(protocol.events_frame(fresh))
             return
-        await self.send(message["text"])
+        await self.base_send(message["send"])
 
     async def room_event(self, message: dict[str, Any]) -> None:
         """The benchmark's baseline: one event per group message, encoded here per connection."""

@@ -6,6 +6,7 @@ broadcasts only after commit (`transaction.on_commit`)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import time
@@ -259,7 +260,6 @@ RETURNING seq, (payload->>'id')::bigint
 """
 
 
-@transaction.atomic
 def _comment_store(
     room: Room, author: User, client_id: str, text: str, *, banned: bool, muted: bool
 ) -> Comment:
@@ -289,56 +289,70 @@ def _comment_store(
     nickname = str(author.nickname)[:40]
     offset = _offset_ms(room)
     if state == Comment.State.VISIBLE and connection.vendor == "postgresql":
-        at = timezone.now().isoformat()
-        params = {
-            "room": room.pk,
-            "author": author.pk,
-            "client_id": client_id,
-            "nick": nickname,
-            "text": text,
-            "t": offset,
-            "at": at,
-        }
-        with connection.cursor() as cursor:
-            cursor.execute(_STORE_SHOWN_SQL, params)
-            seq, comment_id = cursor.fetchone()
-        event = {
-            "seq": seq,
-            "kind": "comment",
-            "at": at,
-            "id": comment_id,
-            "nick": nickname,
-            "text": text,
-            "t": offset,
-        }
-        room_id = room.pk
-        transaction.on_commit(lambda: broadcast.publish(room_id, [event]))
-        return Comment(
-            pk=comment_id,
-            room_id=room.pk,
+        return _store_shown(room, author, client_id, nickname, text, offset)
+    with transaction.atomic():
+        seq = _next_seqs(room.pk, 1) if state == Comment.State.VISIBLE else None
+        comment = Comment.objects.create(
+            room=room,
             author=author,
             client_id=client_id,
             nickname=nickname,
             text=text,
             state=state,
+            hold_reason=hold_reason,
             offset_ms=offset,
             seq=seq,
         )
-    seq = _next_seqs(room.pk, 1) if state == Comment.State.VISIBLE else None
-    comment = Comment.objects.create(
-        room=room,
+        if seq is not None:
+            _append_events(room, [("comment", comment_event(comment))], last_seq=seq)
+    return comment
+
+
+def _store_shown(
+    room: Room, author: User, client_id: str, nickname: str, text: str, offset: int
+) -> Comment:
+    """A shown comment in one statement. Outside a transaction the statement commits by itself,
+    so the room's row lock is held only while PostgreSQL runs it, never across a round trip to
+    this process (whose threads may wait for the interpreter lock while a big room's frame goes
+    out): that round trip, not the insert, would bound how many comments a room takes a second.
+    Inside a caller's transaction it runs in a savepoint, so a duplicate client id rolls back
+    alone."""
+    at = timezone.now().isoformat()
+    params = {
+        "room": room.pk,
+        "author": author.pk,
+        "client_id": client_id,
+        "nick": nickname,
+        "text": text,
+        "t": offset,
+        "at": at,
+    }
+    nested = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    with nested, connection.cursor() as cursor:
+        cursor.execute(_STORE_SHOWN_SQL, params)
+        seq, comment_id = cursor.fetchone()
+    event = {
+        "seq": seq,
+        "kind": "comment",
+        "at": at,
+        "id": comment_id,
+        "nick": nickname,
+        "text": text,
+        "t": offset,
+    }
+    room_id = room.pk
+    transaction.on_commit(lambda: broadcast.publish(room_id, [event]))
+    return Comment(
+        pk=comment_id,
+        room_id=room.pk,
         author=author,
         client_id=client_id,
         nickname=nickname,
         text=text,
-        state=state,
-        hold_reason=hold_reason,
+        state=Comment.State.VISIBLE,
         offset_ms=offset,
         seq=seq,
     )
-    if seq is not None:
-        _append_events(room, [("comment", comment_event(comment))], last_seq=seq)
-    return comment
 
 
 def _require_moderator(room: Room, user: User) -> None:
