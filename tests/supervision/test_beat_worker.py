@@ -152,3 +152,21 @@ def test_overdue_case_escalates_once_through_beat(celery_worker_real, community)
     assert _sms("supervision_escalated") == 1
     assert Notification.objects.get(kind="supervision_escalated", channel="sms").user == street
     assert SupervisionAlert.objects.filter(case=case).count() == 2
+
+
+def test_every_periodic_task_has_a_beat_schedule(db):
+    """A task meant to run on a schedule that nobody scheduled never runs: every task named by
+    the project's periodic jobs exists, and setup_schedules installs each of them once."""
+    from mediation_room.management.commands.setup_schedules import SCHEDULES
+
+    app.loader.import_default_modules()
+    names = {task for task, _minutes in SCHEDULES.values()}
+    assert names <= set(app.tasks)
+    assert {
+        "mediation_room.agreements.tasks.follow_ups_due",
+        "experts.tasks.lapse_due_invitations",
+        "voting.tasks.publish_due_consultations",
+    } <= names
+    call_command("setup_schedules")
+    call_command("setup_schedules")
+    assert PeriodicTask.objects.filter(task__in=names, enabled=True).count() == len(SCHEDULES)

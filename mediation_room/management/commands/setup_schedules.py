@@ -4,9 +4,18 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 # name -> (task, every N minutes). Admins may change the interval or disable a task in the admin
 # (Periodic tasks); running this command again leaves their changes alone unless --reset.
+# Every periodic job of the platform is here, in one place.
 SCHEDULES = {
     "Hearing reminders": ("mediation_room.tasks.hearing_reminders", 5),
     "Supervision scan (督办)": ("mediation_room.tasks.supervision_scan", 15),
+    "Agreement follow-ups (回访)": ("mediation_room.agreements.tasks.follow_ups_due", 15),
+    # Each invitation has its own lapse task at its deadline; this sweep catches any whose task
+    # was lost (a worker down at the time, a purged queue).
+    "Expert invitations lapsing": ("experts.tasks.lapse_due_invitations", 5),
+    "Community consultations opening and closing (民主协商)": (
+        "voting.tasks.publish_due_consultations",
+        5,
+    ),
 }
 
 
