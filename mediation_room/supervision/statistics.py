@@ -127,6 +127,9 @@ def _days(seconds: float | None) -> float | None:
 SUM_COLUMNS = [f"{stage.value}_{kind}" for stage in TIMED_STAGES for kind in ("on_time", "late")]
 
 
+# A scope with at least this share of a duration's values (as the index counts them) finds
+# its median through the index; smaller ones sort their own values.
+MEDIAN_INDEX_SHARE = 0.2
 MEDIAN_COLUMNS = {
     "to_accept": "seconds_to_accept",
     "to_hearing": "seconds_to_hearing",
@@ -137,9 +140,11 @@ MEDIAN_COLUMNS = {
 def _figures_postgres(scope: Scope) -> list[dict[str, Any]]:
     """One statement: a hash-aggregated pass over the scope's rows of CaseFigures per mediator
     (cases without one form their own group), the overall row summed from those groups, and
-    the exact medians (as percentile_cont(0.5)) read from the partial indexes on the durations:
-    skip to the middle of the scope's values in index order instead of sorting them all. The
-    counts and the medians come from one snapshot, so the middle is always the right one."""
+    the exact medians (as percentile_cont(0.5)). A scope with a good share of the durations
+    (every street) reads its median from the partial index on that duration, skipping to the
+    middle of the scope's values in index order instead of sorting them all; a smaller one
+    sorts its own. The counts and the medians come from one snapshot, so the middle is always
+    the right one."""
     where, params = scope.figures_where("f")
     table = CaseFigures._meta.db_table
     sums = ", ".join(f"SUM(f.{col}) AS {col}" for col in SUM_COLUMNS)
@@ -149,14 +154,25 @@ def _figures_postgres(scope: Scope) -> list[dict[str, Any]]:
     total_counted = ", ".join(f"SUM(g.n_{key})::bigint AS n_{key}" for key in MEDIAN_COLUMNS)
 
     def median(key: str) -> str:
-        # percentile_cont(0.5) over n values: the middle one, or the mean of the middle two.
+        # percentile_cont(0.5) over the scope's n values: the middle one, or the mean of the
+        # middle two. A scope holding a good share of the values skips to its middle in the
+        # index; a small one (whose middle may lie far into the index) sorts its own values.
         col = MEDIAN_COLUMNS[key]
-        return f"""(SELECT AVG(m.v)::float FROM (
-                     SELECT f.{col} AS v FROM {table} f
-                      WHERE {where} AND f.{col} IS NOT NULL
-                      ORDER BY f.{col}
-                     OFFSET (SELECT (t.n_{key} - 1) / 2 FROM total t)
-                      LIMIT (SELECT 2 - t.n_{key} %% 2 FROM total t)) m) AS {key}"""  # noqa: S608
+        return f"""(SELECT CASE
+                     WHEN t.n_{key} >= %s * (SELECT GREATEST(i.reltuples, 1) FROM pg_class i
+                                             WHERE i.oid = %s::regclass)
+                     THEN (SELECT AVG(m.v)::float FROM (
+                             SELECT f.{col} AS v FROM {table} f
+                              WHERE {where} AND f.{col} IS NOT NULL
+                              ORDER BY f.{col}
+                             OFFSET (t.n_{key} - 1) / 2 LIMIT 2 - t.n_{key} %% 2) m)
+                     ELSE (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY f.{col})
+                             FROM {table} f WHERE {where})
+                     END FROM total t) AS {key}"""  # noqa: S608
+
+    def median_params(key: str) -> list[Any]:
+        index = f"case_figures_{MEDIAN_COLUMNS[key].removeprefix('seconds_')}"
+        return [MEDIAN_INDEX_SHARE, index, *params, *params]
 
     sql = f"""
         WITH g AS (
@@ -197,7 +213,7 @@ def _figures_postgres(scope: Scope) -> list[dict[str, Any]]:
          WHERE g.expert_id IS NOT NULL
     """  # noqa: S608 - our own table and column names; values are parameters
     with connection.cursor() as cursor:
-        cursor.execute(sql, params * (1 + len(MEDIAN_COLUMNS)))
+        cursor.execute(sql, [*params, *(p for key in MEDIAN_COLUMNS for p in median_params(key))])
         cols = [c.name for c in cursor.description]
         return [dict(zip(cols, row, strict=True)) for row in cursor.fetchall()]
 

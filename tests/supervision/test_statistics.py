@@ -313,9 +313,15 @@ def _same_figures(sql_row, python_row, *, skip=()):
             assert sql_row[key] == value, key
 
 
-def test_sql_figures_equal_the_python_ones_in_every_scope(data):
+# Every scope's medians through the duration indexes, or through sorting the scope's values.
+MEDIAN_PATHS = pytest.mark.parametrize("median_share", [0.0, 1e12], ids=["index", "sort"])
+
+
+@MEDIAN_PATHS
+def test_sql_figures_equal_the_python_ones_in_every_scope(data, monkeypatch, median_share):
     """The one-statement figures (medians read from the duration indexes, overall summed from
     the per-mediator groups) against a plain Python count of the same rows."""
+    monkeypatch.setattr(statistics, "MEDIAN_INDEX_SHARE", median_share)
     for scope in _scopes(data):
         sql_overall, sql_experts = _by_expert(statistics._figures_postgres(scope))
         py_overall, py_experts = _by_expert(statistics._figures_python(scope))
@@ -328,11 +334,15 @@ def test_sql_figures_equal_the_python_ones_in_every_scope(data):
             assert sql_experts[expert_id]["display_name"] == row["display_name"]
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_medians_equal_percentile_cont_for_odd_even_tied_and_missing_durations(db, seed):
+@MEDIAN_PATHS
+@pytest.mark.parametrize("seed", range(4))
+def test_medians_equal_percentile_cont_for_odd_even_tied_and_missing_durations(
+    db, monkeypatch, median_share, seed
+):
     import random
     import statistics as pystats
 
+    monkeypatch.setattr(statistics, "MEDIAN_INDEX_SHARE", median_share)
     rng = random.Random(seed)
     community = CommunityFactory()
     other = CommunityFactory(street=community.street)
