@@ -171,10 +171,11 @@ def test_dashboard_page_and_its_query_count_is_constant(data, client, django_ass
             client.get(url)
         assert len(large) == len(small)
 
-        # savepoint, SET LOCAL, the breakdowns, overall and per-mediator figures, release,
-        # community names; when the voting app rates mediations, 2 more for the ratings
+        # the scope with its community names, savepoint, SET LOCAL, the breakdowns, the
+        # figures (overall and per mediator in one statement), release; when the voting app
+        # rates mediations, 2 more for the ratings
         expected = (
-            7
+            6
             + (2 if statistics._rating_model() is not None else 0)
             + (1 if statistics._follow_up_model() is not None else 0)
         )
@@ -283,3 +284,140 @@ def test_satisfaction_from_the_parties_ratings(data):
         },
     }
     assert {e["name"]: e["rating"] for e in board["experts"]}["陆调解员"] == {"avg": 3.0, "n": 1}
+
+
+def _scopes(data):
+    a, b, c = data["communities"]
+    march = statistics.Period(start=datetime(2026, 3, 1, tzinfo=SHANGHAI))
+    yield statistics.coordinator_scope(data["street1"])
+    yield statistics.coordinator_scope(data["local_a"])
+    yield statistics.coordinator_scope(data["street2"])
+    yield statistics.coordinator_scope(data["street1"], period=march)
+    yield statistics.Scope(community_ids=None)
+    yield statistics.Scope(community_ids=(b.pk,), period=march)
+    yield statistics.Scope(community_ids=())
+
+
+def _by_expert(rows):
+    overall = next(r for r in rows if r["overall"])
+    return overall, {r["expert_id"]: r for r in rows if not r["overall"]}
+
+
+def _same_figures(sql_row, python_row, *, skip=()):
+    for key, value in python_row.items():
+        if key in ("overall", "display_name", "username", *skip) or key.startswith("expert_"):
+            continue
+        if isinstance(value, float):
+            assert float(sql_row[key]) == pytest.approx(value, rel=1e-12), key
+        else:
+            assert sql_row[key] == value, key
+
+
+# Every scope's medians through the duration indexes, or through sorting the scope's values.
+MEDIAN_PATHS = pytest.mark.parametrize("median_share", [0.0, 1e12], ids=["index", "sort"])
+
+
+@MEDIAN_PATHS
+def test_sql_figures_equal_the_python_ones_in_every_scope(data, monkeypatch, median_share):
+    """The one-statement figures (medians read from the duration indexes, overall summed from
+    the per-mediator groups) against a plain Python count of the same rows."""
+    monkeypatch.setattr(statistics, "MEDIAN_INDEX_SHARE", median_share)
+    for scope in _scopes(data):
+        sql_overall, sql_experts = _by_expert(statistics._figures_postgres(scope))
+        py_overall, py_experts = _by_expert(statistics._figures_python(scope))
+
+        _same_figures(sql_overall, py_overall)
+        assert set(sql_experts) == set(py_experts)
+        for expert_id, row in py_experts.items():
+            # a mediator's row has the mean time to agreement only
+            _same_figures(sql_experts[expert_id], row, skip=("to_accept", "to_hearing"))
+            assert sql_experts[expert_id]["display_name"] == row["display_name"]
+
+
+@MEDIAN_PATHS
+@pytest.mark.parametrize("seed", range(4))
+def test_medians_equal_percentile_cont_for_odd_even_tied_and_missing_durations(
+    db, monkeypatch, median_share, seed
+):
+    import random
+    import statistics as pystats
+
+    monkeypatch.setattr(statistics, "MEDIAN_INDEX_SHARE", median_share)
+    rng = random.Random(seed)
+    community = CommunityFactory()
+    other = CommunityFactory(street=community.street)
+    cases = [make_case(community=rng.choice((community, other))) for _ in range(9)]
+    for n in range(len(cases) + 1):  # none, one, two, ... values in the scope
+        CaseFigures.objects.all().delete()
+        CaseFigures.objects.bulk_create(
+            CaseFigures(
+                case=case,
+                community=case.community,
+                registered_at=case.created_at,
+                # ties are likely: few distinct values
+                seconds_to_accept=rng.choice((60, 3600, 3600, 7200, 86400)) if i < n else None,
+                seconds_to_hearing=rng.randint(0, 10**6) if rng.random() < 0.7 else None,
+                seconds_to_agreement=rng.randint(0, 10**6),
+            )
+            for i, case in enumerate(cases)
+        )
+        for scope in (
+            statistics.Scope(community_ids=None),
+            statistics.Scope(community_ids=(community.pk,)),
+        ):
+            overall, _experts = _by_expert(statistics._figures_postgres(scope))
+            rows = scope.figures()
+            for key, column in statistics.MEDIAN_COLUMNS.items():
+                values = [v for v in rows.values_list(column, flat=True) if v is not None]
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        f"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY {column}) "  # noqa: S608
+                        f"FROM {CaseFigures._meta.db_table} WHERE case_id = ANY(%s)",
+                        [list(rows.values_list("pk", flat=True))],
+                    )
+                    expected = cursor.fetchone()[0]
+                assert overall[key] == expected, (seed, n, key)
+                assert expected == (pystats.median(values) if values else None)
+
+
+def test_months_split_at_local_midnight_like_the_orm_count(db):
+    """The breakdown by month finds each case's month among the local month starts; cases
+    registered on either side of local midnight at a month's turn, and across a gap of months
+    and years, land where Django's TruncMonth in the local time zone puts them."""
+    community = CommunityFactory()
+    moments = [
+        datetime(2026, 1, 31, 23, 59, 59, tzinfo=SHANGHAI),
+        datetime(2026, 2, 1, 0, 0, 0, tzinfo=SHANGHAI),  # 2026-01-31 16:00 UTC
+        datetime(2026, 2, 28, 23, 59, 59, 999999, tzinfo=SHANGHAI),
+        datetime(2026, 5, 1, 0, 0, 0, tzinfo=SHANGHAI),
+        datetime(2027, 12, 31, 23, 0, 0, tzinfo=SHANGHAI),
+    ]
+    for moment in moments:
+        case = make_case(community=community)
+        type(case).objects.filter(pk=case.pk).update(created_at=moment)
+    now = datetime(2028, 1, 1, tzinfo=SHANGHAI)
+    board = statistics.dashboard(statistics.Scope(community_ids=(community.pk,)), now=now)
+
+    assert [(r["key"], r["n"]) for r in board["by_month"]] == [
+        ("2026-01", 1),
+        ("2026-02", 2),
+        ("2026-05", 1),
+        ("2027-12", 1),
+    ]
+    for scope in (
+        statistics.Scope(community_ids=(community.pk,)),
+        statistics.Scope(
+            community_ids=None,
+            period=statistics.Period(
+                datetime(2026, 2, 1, tzinfo=SHANGHAI), datetime(2026, 6, 1, tzinfo=SHANGHAI)
+            ),
+        ),
+    ):
+        sql = statistics._breakdowns_postgres(scope, now)
+        orm = statistics._breakdowns_orm(scope, now)
+        for part in ("status", "category", "community"):
+            assert sorted(sql[part]) == sorted(orm[part]), part
+        assert sorted((m.strftime("%Y-%m"), n) for m, n in sql["month"]) == sorted(
+            (m.strftime("%Y-%m"), n) for m, n in orm["month"]
+        )
+        assert {s: n for s, n in sql["late"] if n} == dict(orm["late"])
