@@ -168,9 +168,19 @@ def call_later(delay: float, func, *args: Any) -> bool:
     return True
 
 
+# How often a hub compares what it has with the room's last seq in the database.
+TAIL_CHECK_SECONDS = 2.0
+
+
 class RoomHub:
     """This process's subscription to one room: one channel in the room's group, batched and
-    fanned out to the local consumers."""
+    fanned out to the local consumers.
+
+    Redis pub/sub keeps nothing for a subscriber that is reconnecting (Redis restarted): what was
+    published meanwhile never arrives. Viewers see a gap and fill it once a later event comes, but
+    nothing would tell them about a lost *last* batch. So the hub compares the room's last seq
+    with what it has every couple of seconds and, when the database stays ahead, takes the
+    missing tail from there (one query per process and room, whatever the number of viewers)."""
 
     def __init__(self, room_id: int) -> None:
         self.room_id = room_id
@@ -184,6 +194,7 @@ class RoomHub:
         self.gap_since: float | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.delivering = False
+        self.tail: asyncio.Task | None = None
 
     async def join(self, consumer: Any) -> None:
         async with self.ready:
@@ -192,6 +203,7 @@ class RoomHub:
                 self.channel = await layer.new_channel("hub.")
                 await layer.group_add(room_group(self.room_id), self.channel)
                 self.task = asyncio.ensure_future(self._run(layer, self.channel))
+                self.tail = asyncio.ensure_future(self._watch_tail())
         self.members.add(consumer)
 
     async def leave(self, consumer: Any) -> None:
@@ -204,6 +216,9 @@ class RoomHub:
             task, channel = self.task, self.channel
             self.task = self.channel = None
             task.cancel()
+            if self.tail is not None:
+                self.tail.cancel()
+                self.tail = None
             if self.timer is not None:
                 self.timer.cancel()
                 self.timer = None
@@ -216,6 +231,42 @@ class RoomHub:
             for event in message.get("events", ()):
                 self.pending[event["seq"]] = event
             self._schedule()
+
+    def _has_upto(self) -> int:
+        return max(self.sent_upto, max(self.pending, default=0))
+
+    async def _watch_tail(self) -> None:
+        from channels.db import database_sync_to_async
+
+        behind = False
+        baseline_taken = False
+        while True:
+            await asyncio.sleep(TAIL_CHECK_SECONDS)
+            try:
+                last = await database_sync_to_async(_room_last_seq, thread_sensitive=False)(
+                    self.room_id
+                )
+                if not baseline_taken and not self.sent_upto:
+                    # Nothing sent yet: what came before this hub is each viewer's backlog.
+                    self.sent_upto = last
+                baseline_taken = True
+                if last <= self._has_upto():
+                    behind = False
+                elif not behind:
+                    behind = True  # maybe still on its way: look again next time
+                else:
+                    behind = False
+                    events = await database_sync_to_async(_events_after, thread_sensitive=False)(
+                        self.room_id, self.sent_upto
+                    )
+                    for event in events:
+                        if event["seq"] > self.sent_upto:
+                            self.pending.setdefault(event["seq"], event)
+                    self._schedule()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database away for a moment: try again next time
+                logger.exception("room tail check failed")
 
     def _schedule(self) -> None:
         if self.timer is not None or not self.pending:
@@ -277,6 +328,19 @@ class RoomHub:
             self.delivering = False
             if self.timer is None:
                 self._schedule()
+
+
+def _room_last_seq(room_id: int) -> int:
+    from .models import Room
+
+    return Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
+
+
+def _events_after(room_id: int, after: int) -> list[dict[str, Any]]:
+    from .models import Room
+    from .selectors import events_after
+
+    return events_after(Room(pk=room_id), after)
 
 
 def frame_message(events: list[dict[str, Any]]) -> dict[str, Any]:
