@@ -4,8 +4,10 @@
     python bench/matching.py --runs 300
 
 Needs PostgreSQL: the database named in DATABASE_URL is dropped, re-created and migrated (its
-name must start with cb_bench). Prints the median and p99 time of `rank_candidates` for one
-neighbour-dispute case (the heaviest exclusion rules) and the number of SQL queries per ranking.
+name must start with cb_bench). The pool carries a history (open cases, pending invitations, up to
+eight concluded cases per expert with their declined and lapsed invitations). Prints the median
+and p99 time of `rank_candidates` for one neighbour-dispute case (the heaviest exclusion rules)
+and for a mix of cases of every category, and the number of SQL queries per ranking.
 """
 
 from __future__ import annotations
@@ -105,27 +107,34 @@ def build_pool(start: int, count: int, communities, rng: random.Random) -> None:
 
 
 def add_history(profiles, communities, reporter, rng: random.Random, start: int) -> None:
+    """What a pool that has worked for a while leaves behind: one expert in five holds an open
+    case (taken within the last 40 days), a few are waiting to answer an invitation, and every
+    expert has a record of concluded cases (up to two years back) with the declined and lapsed
+    invitations that went with them. The ranking must not slow down as this history grows."""
     from django.utils import timezone
 
     from experts.models import Invitation
-    from mediation_room.models import Case
+    from mediation_room.models import Case, Category
 
     now = timezone.now()
-    busy = rng.sample(profiles, k=len(profiles) // 5)
-    cases = Case.objects.bulk_create(
-        Case(
-            tracking_number=f"BN-{start + i:07d}",
-            category="family",
+    categories = Category.values
+    serial = iter(range(start * 20, start * 20 + 10**9))
+
+    def new_case(status: str, expert=None, when=now) -> Case:
+        return Case(
+            tracking_number=f"BN-{next(serial):08d}",
+            category=rng.choice(categories),
             description="bench",
             community=rng.choice(communities),
             reporter=reporter,
-            status="matched",
-            status_changed_at=now,
-            expert_id=p.user_id,
+            status=status,
+            status_changed_at=when,
+            expert_id=expert.user_id if expert else None,
         )
-        for i, p in enumerate(busy)
-    )
-    Invitation.objects.bulk_create(
+
+    busy = rng.sample(profiles, k=len(profiles) // 5)
+    cases = Case.objects.bulk_create(new_case("matched", p) for p in busy)
+    invitations = [
         Invitation(
             case=case,
             expert=p,
@@ -134,7 +143,37 @@ def add_history(profiles, communities, reporter, rng: random.Random, start: int)
             responded_at=now - timedelta(days=rng.randint(0, 40)),
         )
         for case, p in zip(cases, busy, strict=True)
-    )
+    ]
+    waiting = rng.sample(profiles, k=max(1, len(profiles) // 40))
+    cases = Case.objects.bulk_create(new_case("accepted") for _ in waiting)
+    invitations += [
+        Invitation(case=case, expert=p, state="pending", expires_at=now + timedelta(hours=2))
+        for case, p in zip(cases, waiting, strict=True)
+    ]
+    past = []
+    for p in profiles:
+        for _ in range(rng.randint(0, 8)):
+            when = now - timedelta(days=rng.randint(41, 730))
+            past.append(
+                (p, when, new_case(rng.choice(["closed", "agreed", "not_agreed"]), p, when))
+            )
+    cases = Case.objects.bulk_create(c for _p, _w, c in past)
+    for case, (p, when, _c) in zip(cases, past, strict=True):
+        invitations.append(
+            Invitation(case=case, expert=p, state="accepted", expires_at=when, responded_at=when)
+        )
+        for other in rng.sample(profiles, k=rng.choice([0, 0, 1, 2])):
+            if other is not p:
+                invitations.append(
+                    Invitation(
+                        case=case,
+                        expert=other,
+                        state=rng.choice(["declined", "lapsed"]),
+                        expires_at=when,
+                        responded_at=when,
+                    )
+                )
+    Invitation.objects.bulk_create(invitations, batch_size=5000)
 
 
 def backend_cpu_ms() -> float | None:
@@ -153,21 +192,25 @@ def backend_cpu_ms() -> float | None:
     return ticks * 1000 / os.sysconf("SC_CLK_TCK")
 
 
-def measure(case, runs: int) -> tuple[float, float, int, int, float | None, float]:
+def measure(cases, runs: int) -> tuple[float, float, set, set, float | None, float]:
+    """Rank the cases in turn, `runs` times in all."""
     from django.db import connection, reset_queries
     from django.test.utils import CaptureQueriesContext
 
     from experts.matching import rank_candidates
 
-    for _ in range(5):
+    for case in cases[:5]:
         rank_candidates(case)
-    with CaptureQueriesContext(connection) as captured:
-        found = rank_candidates(case)
-    queries = len(captured)
+    queries, found = set(), set()
+    for case in cases:
+        with CaptureQueriesContext(connection) as captured:
+            found.add(len(rank_candidates(case)))
+        queries.add(len(captured))
     times = []
     server_before = backend_cpu_ms()
     client_before = time.process_time()
-    for _ in range(runs):
+    for run in range(runs):
+        case = cases[run % len(cases)]
         reset_queries()
         t0 = time.perf_counter()
         rank_candidates(case)
@@ -181,7 +224,7 @@ def measure(case, runs: int) -> tuple[float, float, int, int, float | None, floa
     )
     times.sort()
     p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
-    return statistics.median(times), p99, queries, len(found), server_cpu, client_cpu
+    return statistics.median(times), p99, queries, found, server_cpu, client_cpu
 
 
 def main() -> None:
@@ -203,7 +246,7 @@ def main() -> None:
 
     from accounts.models import Community, Street, User
     from experts.models import ExpertProfile
-    from mediation_room.models import Case, Party
+    from mediation_room.models import Case, Category, Party
 
     call_command("migrate", verbosity=0)
     rng = random.Random(7)
@@ -211,29 +254,59 @@ def main() -> None:
     communities = [Community.objects.create(name=f"社区{i}", street=street) for i in range(20)]
     reporter = User.objects.create(username="applicant", phone="+8613700000001")
     respondent = User.objects.create(username="respondent", phone="+8613700000002")
-    case = Case.objects.create(
-        tracking_number="BN-CASE",
-        category="neighbours",
-        description="楼上漏水，老人只会说杭州话",
-        community=communities[0],
-        reporter=reporter,
-        status="accepted",
-        status_changed_at=timezone.now(),
-        preferred_times="工作日晚上或周六上午",
+
+    def accepted_case(number, category, community, description, preferred_times, parties):
+        case = Case.objects.create(
+            tracking_number=number,
+            category=category,
+            description=description,
+            community=community,
+            reporter=parties[0],
+            status="accepted",
+            status_changed_at=timezone.now(),
+            preferred_times=preferred_times,
+        )
+        for role, user in zip(["applicant", "respondent"], parties, strict=True):
+            Party.objects.create(
+                case=case, role=role, user=user, name=user.username[:2], phone=user.phone
+            )
+        return case
+
+    # The heaviest exclusion rules: a neighbour dispute, with a dialect and two time windows.
+    case = accepted_case(
+        "BN-CASE",
+        "neighbours",
+        communities[0],
+        "楼上漏水，老人只会说杭州话",
+        "工作日晚上或周六上午",
+        [reporter, respondent],
     )
-    Party.objects.create(
-        case=case, role="applicant", user=reporter, name="王", phone=reporter.phone
-    )
-    Party.objects.create(
-        case=case, role="respondent", user=respondent, name="李", phone=respondent.phone
-    )
+    # And a spread of ordinary ones: every category, communities, times and languages vary.
+    times = ["工作日晚上", "周末", "随时", "", "周三下午", "我也说不好", "周一到周五上午"]
+    mixed = [case]
+    for n in range(13):
+        parties = [
+            User.objects.create(username=f"party{n}{side}", phone=f"+861370010{n:02d}0{side}")
+            for side in (1, 2)
+        ]
+        mixed.append(
+            accepted_case(
+                f"BN-MIX{n:02d}",
+                Category.values[n % len(Category.values)],
+                communities[(n * 7) % len(communities)],
+                "需要会说杭州话的调解员" if n % 3 == 0 else "bench",
+                times[n % len(times)],
+                parties,
+            )
+        )
 
     print(
-        f"rank_candidates for one case, {args.runs} runs each, PostgreSQL {connection.pg_version}"
+        f"rank_candidates, {args.runs} runs per row, PostgreSQL {connection.pg_version}; neighbour:"
+        f" the one neighbour dispute; mixed: {len(mixed)} cases of every category in turn"
     )
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(
-        f"{'experts':>8} {'median ms':>10} {'p99 ms':>8} {'queries':>8} {'returned':>9}"
+        f"{'experts':>8} {'cases':>9} {'median ms':>10} {'p99 ms':>8} {'queries':>8} {'returned':>9}"
         f" {'db cpu ms':>10} {'py cpu ms':>10}"
     )
     made = 0
@@ -243,13 +316,16 @@ def main() -> None:
         add_history(new, communities, reporter, rng, made)
         made = size
         with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
-        median, p99, queries, found, server_cpu, client_cpu = measure(case, args.runs)
-        db_cpu = f"{server_cpu:>10.2f}" if server_cpu is not None else f"{'n/a':>10}"
-        print(
-            f"{size:>8} {median:>10.2f} {p99:>8.2f} {queries:>8} {found:>9} {db_cpu}"
-            f" {client_cpu:>10.2f}"
-        )
+            # What autovacuum does to a live database; the bulk loads above leave dead rows.
+            cursor.execute("VACUUM ANALYZE")
+        for label, cases in (("neighbour", [case]), ("mixed", mixed)):
+            median, p99, queries, found, server_cpu, client_cpu = measure(cases, args.runs)
+            db_cpu = f"{server_cpu:>10.2f}" if server_cpu is not None else f"{'n/a':>10}"
+            print(
+                f"{size:>8} {label:>9} {median:>10.2f} {p99:>8.2f}"
+                f" {'/'.join(map(str, sorted(queries))):>8}"
+                f" {'/'.join(map(str, sorted(found))):>9} {db_cpu} {client_cpu:>10.2f}"
+            )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     print("median/p99: wall-clock per ranking; db/py cpu: CPU time per ranking in the")
     print("PostgreSQL backend and in this process (less sensitive to other load on the machine).")

@@ -8,9 +8,11 @@ Three layers, from pure to database:
   weekly windows; `score_candidate` turns one expert's features into points and reasons;
   `first_hearing_slot` finds the first session time that suits the parties and the expert.
   These are plain functions of their arguments.
-- `rank_candidates` computes the same points for the whole pool in ONE SQL statement (ranking
-  10,000 experts in Python would cost more than the 20 ms budget), keeps the top ones and has
-  `score_candidate` explain each. A test holds the SQL formula and `score_candidate` equal.
+- `rank_candidates` computes the same points in ONE SQL statement (ranking 10,000 experts in
+  Python would cost more than the 20 ms budget), keeps the top ones and has `score_candidate`
+  explain each. A test holds the SQL formula and `score_candidate` equal. The statement scores
+  the pool tier by tier and skips whoever can no longer reach the list, so a large pool costs
+  little more than a small one; a test holds its answer equal to scoring everyone.
 
 Conflicts of interest are exclusions, never penalties: the expert is a party; declared a conflict
 with a party; lives in the same community as a party when it is a neighbour dispute; was already
@@ -330,6 +332,247 @@ def languages_mentioned(case: Case) -> list[str]:
     return [lang for lang in KNOWN_LANGUAGES if lang in text and lang != "普通话"]
 
 
+# The pool is scored in tiers, most promising first: the specialists who serve the community and
+# have every other bonus the case offers (free at the parties' times, the language asked for);
+# the other specialists who serve it; the other specialists; everyone else. A tier is only scored
+# where its experts can still reach the list (see `_ranking_sql`).
+TIERS = ("best specialists", "local specialists", "other specialists", "non-specialists")
+BEST_RATING_POINTS = max(5 * RATING_POINTS_PER_STAR, UNRATED_RATING_POINTS)
+_BELOW_ANY_SCORE = -1_000_000
+
+
+def in_tier(
+    tier: str, *, specialty: bool, serves: bool, free: bool, language: bool, offers: tuple
+) -> bool:
+    """Whether an expert with these bonuses belongs to the tier. `offers` is (free, language): the
+    factors the case offers at all."""
+    best = specialty and serves and (free or not offers[0]) and (language or not offers[1])
+    if tier == "best specialists":
+        return best
+    if tier == "local specialists":
+        return specialty and serves and not best
+    if tier == "other specialists":
+        return specialty and not serves
+    return not specialty
+
+
+def best_possible_score(tier: str, *, offers: tuple[bool, bool]) -> int | None:
+    """The most an expert of the tier can score: the best of its bonuses, the best rating, no load
+    and no recent assignment (the penalties are never negative). None: the tier is empty."""
+    bests = [
+        SPECIALTY_POINTS * specialty
+        + COMMUNITY_POINTS * serves
+        + FREE_POINTS * free
+        + LANGUAGE_POINTS * language
+        + BEST_RATING_POINTS
+        for specialty in (True, False)
+        for serves in (True, False)
+        for free in (True, False)[not offers[0] :]
+        for language in (True, False)[not offers[1] :]
+        if in_tier(
+            tier, specialty=specialty, serves=serves, free=free, language=language, offers=offers
+        )
+    ]
+    return max(bests, default=None)
+
+
+def _ranking_sql(
+    case: Case,
+    *,
+    windows: Sequence[Window],
+    languages: Sequence[str],
+    limit: int,
+    only: list[int] | None,
+    now: datetime,
+) -> tuple[str, dict]:
+    """The ranking as one SQL statement, and its parameters.
+
+    Scoring every expert of a large pool (three index lookups each for the load and the recent
+    assignments) costs more than the time budget, and almost all of them are far from the top.
+    So the pool is scored tier by tier (TIERS; the specialists come from the partial index of
+    their category). After each tier, `cut` is the score of the `keep`-th best eligible expert
+    scored so far, or below any score when there are fewer. The true `keep`-th best score can
+    only be higher, and penalties only lower a score, so:
+    - a later tier whose best possible score is below `cut` holds nobody of the list and is
+      skipped (the condition does not depend on the rows, so PostgreSQL does not read them);
+    - in a tier that is read, an expert whose bonuses and rating alone are below `cut` is not
+      scored.
+    Equal to `cut` is kept, since it may still win a tie. The answer is therefore the one scoring
+    the whole pool gives; tests compare the two on random pools and on such a tie."""
+    from accounts.models import Membership, User
+    from mediation_room.models import Party
+
+    from .models import DeclaredConflict, ExpertProfile, Invitation
+
+    t = {
+        "profile": ExpertProfile._meta.db_table,
+        "served": ExpertProfile.communities.through._meta.db_table,
+        "conflict": DeclaredConflict._meta.db_table,
+        "invitation": Invitation._meta.db_table,
+        "user": User._meta.db_table,
+        "membership": Membership._meta.db_table,
+        "case": Case._meta.db_table,
+        "party": Party._meta.db_table,
+    }
+    keep = limit + INACTIVE_SLACK  # switched-off accounts are dropped after the ranking
+    params: dict[str, object] = {
+        "case": case.pk,
+        "community": case.community_id,
+        "since": connection.ops.adapt_datetimefield_value(now - timedelta(days=RECENT_DAYS)),
+        # The same LIKE Django writes for `specialties__contains`: the partial indexes of
+        # ExpertProfile.Meta are written that way, so PostgreSQL can use them.
+        "specialty": f"%{connection.ops.prep_for_like_query(f',{case.category},')}%",
+        "keep": keep,
+        "skip": keep - 1,
+        "limit": limit,
+    }
+
+    def bind(name: str, values: Iterable) -> str:
+        names = []
+        for i, value in enumerate(values):
+            params[f"{name}{i}"] = value
+            names.append(f"%({name}{i})s")
+        return ", ".join(names)
+
+    active_statuses = bind("status", (str(s) for s in ACTIVE_STATUSES))
+    excluding_states = bind("state", EXCLUDING_STATES)
+    is_specialist = f"p.specialties {connection.operators['contains'] % '%(specialty)s'}"
+
+    # Everyone ruled out, as one small set of profile ids found through indexes: a party (by
+    # account or by number), a declared conflict, an earlier invitation to this case, and in a
+    # neighbour dispute whoever lives in a party's community. One lookup per expert then.
+    excluded = [
+        f"SELECT id FROM {t['profile']} WHERE user_id IN"
+        " (SELECT user_id FROM parties WHERE user_id IS NOT NULL)",
+        f"""SELECT e.id FROM {t["profile"]} e JOIN {t["user"]} u ON u.id = e.user_id
+            WHERE u.phone IN (SELECT phone FROM parties)""",
+        f"""SELECT profile_id FROM {t["conflict"]}
+            WHERE user_id IN (SELECT user_id FROM parties WHERE user_id IS NOT NULL)
+               OR phone IN (SELECT phone FROM parties)""",
+        f"SELECT expert_id FROM {t['invitation']} WHERE case_id = %(case)s"
+        f" AND state IN ({excluding_states})",
+    ]
+    if case.category == Category.NEIGHBOURS:
+        # Two parts, so each can use the index on home_community_id.
+        excluded.append(f"SELECT id FROM {t['profile']} WHERE home_community_id = %(community)s")
+        excluded.append(
+            f"""SELECT id FROM {t["profile"]}
+                WHERE home_community_id IN (SELECT community_id FROM {t["membership"]}
+                    WHERE user_id IN (SELECT user_id FROM parties WHERE user_id IS NOT NULL))"""
+        )
+
+    if windows:
+        params["hours_lo"], params["hours_hi"] = week_hours(windows)
+        free_sql = (
+            "CASE WHEN (p.week_hours_lo & %(hours_lo)s) <> 0"
+            " OR (p.week_hours_hi & %(hours_hi)s) <> 0 THEN 1 ELSE 0 END"
+        )
+    else:
+        free_sql = "0"
+    if languages:
+        language_sql = (
+            "CASE WHEN "
+            + " OR ".join(f"p.languages LIKE %(language{i})s" for i in range(len(languages)))
+            + " THEN 1 ELSE 0 END"
+        )
+        params.update({f"language{i}": f"%,{lang},%" for i, lang in enumerate(languages)})
+    else:
+        language_sql = "0"
+    only_sql = f" AND p.id IN ({bind('only', only)})" if only is not None else ""
+    rating_sql = (
+        f"CASE WHEN p.rating_count > 0 THEN p.rating_sum * {RATING_POINTS_PER_STAR} / p.rating_count"
+        f" ELSE {UNRATED_RATING_POINTS} END"
+    )
+
+    offers = (bool(windows), bool(languages))
+    serves_sql = "(p.id IN (SELECT id FROM served))"
+    best_sql = " AND ".join(
+        [serves_sql] + [f"({free_sql}) = 1"] * offers[0] + [f"({language_sql}) = 1"] * offers[1]
+    )
+    # "IS TRUE/FALSE" below keeps each IN a hashed lookup: PostgreSQL would otherwise plan joins
+    # from row estimates, which a skewed pool can make very wrong.
+    membership = {
+        "best specialists": f"({is_specialist}) AND ({best_sql}) IS TRUE",
+        "local specialists": f"({is_specialist}) AND {serves_sql} IS TRUE"
+        f" AND ({best_sql}) IS FALSE",
+        "other specialists": f"({is_specialist}) AND {serves_sql} IS FALSE",
+        "non-specialists": f"({is_specialist}) IS FALSE",
+    }
+
+    def tier(n: int, name: str) -> str:
+        """Tier n: its experts (not ruled out) with what scoring needs, each lookup made once;
+        then the eligible ones (below their cap) scored."""
+        specialty = int(name != "non-specialists")
+        serves = {"best specialists": "1", "local specialists": "1", "other specialists": "0"}.get(
+            name, f"CASE WHEN {serves_sql} THEN 1 ELSE 0 END"
+        )
+        where = ["p.active", membership[name], "p.id NOT IN (SELECT id FROM excluded)"]
+        if n:
+            best = best_possible_score(name, offers=offers)
+            # The whole tier is skipped when its best cannot reach the list, and each expert
+            # whose bonuses and rating (before any penalty) cannot reach it is left unscored.
+            where.append(f"(SELECT v FROM cut{n}) <= {best}")
+            where.append(
+                f"{SPECIALTY_POINTS * specialty} + ({serves}) * {COMMUNITY_POINTS}"
+                f" + ({free_sql}) * {FREE_POINTS} + ({language_sql}) * {LANGUAGE_POINTS}"
+                f" + {rating_sql} >= (SELECT v FROM cut{n})"
+            )
+        return f"""
+        tier{n} AS MATERIALIZED (
+            SELECT p.id, p.load_cap, p.rating_sum, p.rating_count,
+                {specialty} AS specialty, {serves} AS serves,
+                {free_sql} AS free, {language_sql} AS language,
+                (SELECT COUNT(*) FROM {t["case"]} c
+                    WHERE c.expert_id = p.user_id AND c.status IN ({active_statuses}))
+                + (SELECT COUNT(*) FROM {t["invitation"]} i
+                    WHERE i.expert_id = p.id AND i.state = 'pending') AS load,
+                (SELECT COUNT(*) FROM {t["invitation"]} i
+                    WHERE i.expert_id = p.id AND i.state = 'accepted'
+                        AND i.responded_at >= %(since)s) AS recent
+            FROM {t["profile"]} p
+            WHERE {" AND ".join(where)}{only_sql}),
+        scored{n} AS (
+            SELECT t.*,
+                specialty * {SPECIALTY_POINTS} + serves * {COMMUNITY_POINTS}
+                + free * {FREE_POINTS} + language * {LANGUAGE_POINTS}
+                + CASE WHEN rating_count > 0
+                       THEN rating_sum * {RATING_POINTS_PER_STAR} / rating_count
+                       ELSE {UNRATED_RATING_POINTS} END
+                - load * {LOAD_POINTS} / load_cap
+                - CASE WHEN recent > {RECENT_MAX} THEN {RECENT_MAX} ELSE recent END
+                  * {RECENT_POINTS} AS score
+            FROM tier{n} t WHERE load < load_cap)"""
+
+    tiers = [name for name in TIERS if best_possible_score(name, offers=offers) is not None]
+    ctes = []
+    for n, each in enumerate(tiers):
+        if n:
+            # The keep-th best score so far, or below any score.
+            so_far = " UNION ALL ".join(f"SELECT score FROM scored{i}" for i in range(n))
+            ctes.append(
+                f"""cut{n} AS (SELECT COALESCE((SELECT score FROM ({so_far}) s
+                    ORDER BY score DESC LIMIT 1 OFFSET %(skip)s), {_BELOW_ANY_SCORE}) AS v)"""
+            )
+        ctes.append(tier(n, each))
+    everyone = " UNION ALL ".join(f"SELECT * FROM scored{n}" for n in range(len(tiers)))
+
+    # Table names come from model metadata and every value is a bound parameter.
+    sql = f"""
+    WITH parties AS (SELECT user_id, phone FROM {t["party"]} WHERE case_id = %(case)s),
+    served AS (SELECT expertprofile_id AS id FROM {t["served"]} WHERE community_id = %(community)s),
+    excluded AS ({" UNION ".join(excluded)}),
+    {", ".join(ctes)}
+    SELECT s.id, pr.user_id, pr.public_id, pr.public_name, pr.kind, s.load_cap, s.rating_sum,
+           s.rating_count, s.specialty, s.serves, s.free, s.language, s.load, s.recent, s.score
+    FROM (SELECT * FROM ({everyone}) scored
+          ORDER BY score DESC, load ASC, recent ASC, id ASC LIMIT %(keep)s) s
+    JOIN {t["profile"]} pr ON pr.id = s.id
+    JOIN {t["user"]} u ON u.id = pr.user_id AND u.is_active
+    ORDER BY s.score DESC, s.load ASC, s.recent ASC, s.id ASC LIMIT %(limit)s
+    """
+    return sql, params
+
+
 def rank_candidates(
     case: Case,
     *,
@@ -343,148 +586,17 @@ def rank_candidates(
     One SQL query whatever the pool size. Ties are broken by lower load, fewer recent
     assignments, then the profile's id, so the same data always gives the same order.
     `languages=None` reads them from the case text; pass [] to ignore language."""
-    from accounts.models import Membership, User
-    from mediation_room.models import Party
-
-    from .models import (
-        AvailabilitySlot,
-        DeclaredConflict,
-        ExpertProfile,
-        Invitation,
-    )
-
     now = now or timezone.now()
-    ops = connection.ops
     wanted_languages = list(languages_mentioned(case) if languages is None else languages)
     windows = parse_preferred_times(case.preferred_times).windows
-    t = {
-        "profile": ExpertProfile._meta.db_table,
-        "served": ExpertProfile.communities.through._meta.db_table,
-        "slot": AvailabilitySlot._meta.db_table,
-        "conflict": DeclaredConflict._meta.db_table,
-        "invitation": Invitation._meta.db_table,
-        "user": User._meta.db_table,
-        "membership": Membership._meta.db_table,
-        "case": Case._meta.db_table,
-        "party": Party._meta.db_table,
-    }
-    params: list = []
-
-    # parties of this case
-    params.append(case.pk)
-    # current load: open cases, plus pending invitations elsewhere
-    params.extend(str(s) for s in ACTIVE_STATUSES)
-    # recent assignments through the pool
-    params.append(ops.adapt_datetimefield_value(now - timedelta(days=RECENT_DAYS)))
-
-    # Everyone ruled out, as one small set of profile ids found through indexes: a party (by
-    # account or by number), a declared conflict, an earlier invitation to this case, and in a
-    # neighbour dispute whoever lives in a party's community. One lookup per expert then.
-    excluded = [
-        f"SELECT id FROM {t['profile']} WHERE user_id IN"
-        " (SELECT user_id FROM parties WHERE user_id IS NOT NULL)",
-        f"""SELECT e.id FROM {t["profile"]} e JOIN {t["user"]} u ON u.id = e.user_id
-            WHERE u.phone IN (SELECT phone FROM parties)""",
-        f"""SELECT profile_id FROM {t["conflict"]}
-            WHERE user_id IN (SELECT user_id FROM parties WHERE user_id IS NOT NULL)
-               OR phone IN (SELECT phone FROM parties)""",
-        f"SELECT expert_id FROM {t['invitation']} WHERE case_id = %s"
-        f" AND state IN ({', '.join(['%s'] * len(EXCLUDING_STATES))})",
-    ]
-    params.append(case.pk)
-    params.extend(EXCLUDING_STATES)
-    if case.category == Category.NEIGHBOURS:
-        # Two parts, so each can use the index on home_community_id.
-        excluded.append(f"SELECT id FROM {t['profile']} WHERE home_community_id = %s")
-        params.append(case.community_id)
-        excluded.append(
-            f"""SELECT id FROM {t["profile"]}
-                WHERE home_community_id IN (SELECT community_id FROM {t["membership"]}
-                    WHERE user_id IN (SELECT user_id FROM parties WHERE user_id IS NOT NULL))"""
-        )
-
-    specialty_sql = "CASE WHEN p.specialties LIKE %s THEN 1 ELSE 0 END"
-    params.append(f"%,{case.category},%")
-    serves_sql = (
-        f"CASE WHEN p.id IN (SELECT expertprofile_id FROM {t['served']} WHERE community_id = %s)"
-        " THEN 1 ELSE 0 END"
-    )
-    params.append(case.community_id)
-    if windows:
-        lo, hi = week_hours(windows)
-        free_sql = (
-            "CASE WHEN (p.week_hours_lo & %s) <> 0 OR (p.week_hours_hi & %s) <> 0 THEN 1 ELSE 0 END"
-        )
-        params.extend([lo, hi])
-    else:
-        free_sql = "0"
-    if wanted_languages:
-        language_sql = (
-            "CASE WHEN "
-            + " OR ".join(["p.languages LIKE %s"] * len(wanted_languages))
-            + " THEN 1 ELSE 0 END"
-        )
-        params.extend(f"%,{lang},%" for lang in wanted_languages)
-    else:
-        language_sql = "0"
-
-    where = ["p.active", "p.id NOT IN (SELECT id FROM excluded)"]
+    only = None
     if only_profile_ids is not None:
-        ids = [int(i) for i in only_profile_ids]
-        if not ids:
+        only = [int(i) for i in only_profile_ids]
+        if not only:
             return []
-        where.append(f"p.id IN ({', '.join(['%s'] * len(ids))})")
-        params.extend(ids)
-    # Switched-off accounts are dropped after the ranking (checking every expert's account would
-    # cost a scan of all users); a few spare rows cover them.
-    params.extend([int(limit) + INACTIVE_SLACK, int(limit)])
-
-    # Table names come from model metadata and every value is a bound parameter.
-    sql = f"""
-    WITH parties AS (SELECT user_id, phone FROM {t["party"]} WHERE case_id = %s),
-    open_cases AS (
-        SELECT expert_id AS user_id, COUNT(*) AS n FROM {t["case"]}
-        WHERE expert_id IS NOT NULL AND status IN (%s, %s, %s) GROUP BY expert_id),
-    asked AS (
-        SELECT expert_id AS profile_id,
-            SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END) AS pending,
-            SUM(CASE WHEN state = 'accepted' THEN 1 ELSE 0 END) AS recent
-        FROM {t["invitation"]}
-        WHERE state = 'pending' OR (state = 'accepted' AND responded_at >= %s)
-        GROUP BY expert_id),
-    excluded AS ({" UNION ".join(excluded)}),
-    -- Narrow rows (numbers only) for the whole pool; names are fetched for the top few.
-    features AS (
-        SELECT p.id, p.load_cap, p.rating_sum, p.rating_count,
-            {specialty_sql} AS specialty,
-            {serves_sql} AS serves,
-            {free_sql} AS free,
-            {language_sql} AS language,
-            COALESCE(oc.n, 0) + COALESCE(a.pending, 0) AS load,
-            COALESCE(a.recent, 0) AS recent
-        FROM {t["profile"]} p
-        LEFT JOIN open_cases oc ON oc.user_id = p.user_id
-        LEFT JOIN asked a ON a.profile_id = p.id
-        WHERE {" AND ".join(where)}
-    ),
-    scored AS (
-        SELECT f.*,
-            specialty * {SPECIALTY_POINTS} + serves * {COMMUNITY_POINTS} + free * {FREE_POINTS}
-            + language * {LANGUAGE_POINTS}
-            + CASE WHEN rating_count > 0 THEN rating_sum * {RATING_POINTS_PER_STAR} / rating_count
-                   ELSE {UNRATED_RATING_POINTS} END
-            - load * {LOAD_POINTS} / load_cap
-            - CASE WHEN recent > {RECENT_MAX} THEN {RECENT_MAX} ELSE recent END * {RECENT_POINTS}
-            AS score
-        FROM features f WHERE load < load_cap
+    sql, params = _ranking_sql(
+        case, windows=windows, languages=wanted_languages, limit=int(limit), only=only, now=now
     )
-    SELECT s.id, pr.user_id, pr.public_id, pr.public_name, pr.kind, s.load_cap, s.rating_sum,
-           s.rating_count, s.specialty, s.serves, s.free, s.language, s.load, s.recent, s.score
-    FROM (SELECT * FROM scored ORDER BY score DESC, load ASC, recent ASC, id ASC LIMIT %s) s
-    JOIN {t["profile"]} pr ON pr.id = s.id
-    JOIN {t["user"]} u ON u.id = pr.user_id AND u.is_active
-    ORDER BY s.score DESC, s.load ASC, s.recent ASC, s.id ASC LIMIT %s
-    """
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()

@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Community, TimeStamped
 from accounts.phones import validate_mobile
+from mediation_room.models import Category
 
 
 class ExpertKind(models.TextChoices):
@@ -88,7 +89,19 @@ class ExpertProfile(TimeStamped):
 
     class Meta:
         ordering = ["public_name", "pk"]
-        indexes = [models.Index(fields=["active", "kind"])]
+        indexes = [
+            models.Index(fields=["active", "kind"]),
+            # The specialists of each category, so that ranking reads them without a scan of the
+            # pool (matching.rank_candidates writes the same condition).
+            *(
+                models.Index(
+                    fields=["id"],
+                    condition=Q(active=True, specialties__contains=f",{code},"),
+                    name=f"expert_spec_{code}",
+                )
+                for code in Category.values
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(kind__in=[k.value for k in ExpertKind]), name="expert_kind_valid"
@@ -256,7 +269,8 @@ class Invitation(TimeStamped):
     class Meta:
         ordering = ["-created_at", "-pk"]
         indexes = [
-            models.Index(fields=["expert", "state"]),
+            # An expert's waiting invitations, and recent assignments by date, from the index.
+            models.Index(fields=["expert", "state", "responded_at"]),
             models.Index(fields=["state", "expires_at"]),
         ]
         constraints = [
