@@ -67,3 +67,31 @@ def code_lockout_remaining(user_id: int) -> int:
     if until is None:
         return 0
     return max(0, int(until - time.time() + 0.999))
+
+
+class MessageBudget:
+    """A token bucket for one WebSocket connection's messages (kept in memory: a socket lives
+    in one process). ``take()`` says whether a message may be handled; ``rejected`` counts the
+    refused ones, so that a consumer can warn once in a while and close a socket that keeps
+    flooding."""
+
+    def __init__(self, *, per_second: float, burst: float) -> None:
+        self.per_second = per_second
+        self.burst = burst
+        self.tokens = burst
+        self.rejected = 0
+        self._refilled = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self._refilled) * self.per_second)
+        self._refilled = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        self.rejected += 1
+        return False
+
+    @property
+    def should_warn(self) -> bool:
+        return self.rejected == 1 or self.rejected % 10 == 0
