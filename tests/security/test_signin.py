@@ -77,7 +77,9 @@ def test_guessing_codes_locks_the_number_out_even_for_the_right_code():
 def test_the_lockout_ends():
     User.objects.create_user(username="k", phone="+8613900139003", phone_verified=True)
     client = Client()
-    for _ in range(settings.LOGIN_CODE_LOCKOUT_FAILURES // settings.ACCOUNT_LOGIN_BY_CODE_MAX_ATTEMPTS):
+    for _ in range(
+        settings.LOGIN_CODE_LOCKOUT_FAILURES // settings.ACCOUNT_LOGIN_BY_CODE_MAX_ATTEMPTS
+    ):
         ask_code(client, "13900139003")
         code = last_code("+8613900139003")
         for _ in range(settings.ACCOUNT_LOGIN_BY_CODE_MAX_ATTEMPTS):
