@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 
 from .models import User
 from .phones import normalize_mobile
+from .ratelimit import code_lockout_remaining
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -83,6 +84,21 @@ class AccountAdapter(DefaultAccountAdapter):
             dedupe_key=f"unknown:{phone}:{timezone.now():%Y%m%d%H%M}",
             phone=phone,
         )
+
+    def pre_login(self, request, user: User, **kwargs: Any):
+        # The right code after too many wrong ones (see accounts.ratelimit) still does not sign in.
+        remaining = code_lockout_remaining(user.pk) if user.pk else 0
+        if remaining:
+            from allauth.account.internal.stagekit import clear_login
+            from django.contrib import messages
+            from django.shortcuts import redirect
+
+            from .signin_forms import lockout_message
+
+            clear_login(request)
+            messages.error(request, lockout_message(remaining))
+            return redirect("account_request_login_code")
+        return super().pre_login(request, user, **kwargs)
 
     def populate_username(self, request, user: User) -> None:
         # Usernames are internal; residents never see or type one.

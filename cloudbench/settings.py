@@ -198,6 +198,10 @@ ACCOUNT_RATE_LIMITS = {
     "change_phone": "1/m/user",
     "verify_phone": "3/m/key",
 }
+# Wrong sign-in codes per account (across codes) before it is locked, and for how long.
+LOGIN_CODE_LOCKOUT_FAILURES = env_int("LOGIN_CODE_LOCKOUT_FAILURES", 6)
+LOGIN_CODE_LOCKOUT_SECONDS = env_int("LOGIN_CODE_LOCKOUT_SECONDS", 15 * 60)
+ACCOUNT_FORMS = {"request_login_code": "accounts.signin_forms.RequestLoginCodeForm"}
 ALLAUTH_USER_CODE_FORMAT = {"numeric": True, "length": 6}
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Cloud Bench"
@@ -257,7 +261,10 @@ SMS_GATEWAY_TOKEN = env_str("SMS_GATEWAY_TOKEN")
 SMS_GATEWAY_TIMEOUT = float(env_str("SMS_GATEWAY_TIMEOUT", "5"))
 SMS_GATEWAY_RETRIES = env_int("SMS_GATEWAY_RETRIES", 3)
 # The dev-only page that shows what the console backend "sent", so a newcomer can sign in.
-SMS_OUTBOX_PAGE = env_bool("SMS_OUTBOX_PAGE", SMS_BACKEND == "accounts.sms.ConsoleOutboxBackend")
+# It shows everyone's sign-in codes: never on by default behind HTTPS (production).
+SMS_OUTBOX_PAGE = env_bool(
+    "SMS_OUTBOX_PAGE", SMS_BACKEND == "accounts.sms.ConsoleOutboxBackend" and not env_bool("HTTPS")
+)
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Cloud Bench <noreply@cloudbench.local>")
 

@@ -40,7 +40,7 @@ def parse_agreement_message(text: str | None) -> dict[str, Any]:
         raise ProtocolError("too_large", "message too large")
     try:
         message = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested deep
         raise ProtocolError("bad_json", "not JSON") from exc
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError("bad_message", "an object with a string 'type' is expected")

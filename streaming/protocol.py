@@ -137,7 +137,8 @@ def parse(text: str | bytes | None) -> Message:
         raise ProtocolError("too_large", _("The message is too large."))
     try:
         frame = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: a few kilobytes of "[[[[..." nest deeper than the decoder goes
         raise ProtocolError("bad_json", _("The message is not valid JSON.")) from exc
     if not isinstance(frame, dict):
         raise ProtocolError("bad_frame", _("A message must be a JSON object."))

@@ -9,9 +9,18 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from accounts.ratelimit import MessageBudget
+
 from .. import protocol
 from ..realtime import case_group
 from . import selectors
+
+# The page sends a ping now and then and a refresh after reconnecting; each refresh reads the
+# database, so a socket that floods is told, then closed.
+RATE_PER_SECOND = 1.0
+RATE_BURST = 10.0
+FLOOD_LIMIT = 30
+CLOSE_FLOOD = 4429
 
 # Events on the case group that change what the agreement page shows.
 AGREEMENT_EVENT_PREFIXES = ("agreement_", "follow_up_")
@@ -23,6 +32,7 @@ class AgreementConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         tracking_number = self.scope["url_route"]["kwargs"]["tracking_number"]
         user = self.scope.get("user")
+        self.budget = MessageBudget(per_second=RATE_PER_SECOND, burst=RATE_BURST)
         self.case_id = await database_sync_to_async(selectors.can_subscribe)(user, tracking_number)
         if self.case_id is None:
             await self.close(code=4403)
@@ -36,6 +46,12 @@ class AgreementConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(case_group(self.case_id), self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        if not self.budget.take():
+            if self.budget.should_warn:
+                await self.send_json(protocol.error_frame("rate_limited", "too many messages"))
+            if self.budget.rejected >= FLOOD_LIMIT:
+                await self.close(code=CLOSE_FLOOD)
+            return
         try:
             message = protocol.parse_agreement_message(text_data)
         except protocol.ProtocolError as exc:

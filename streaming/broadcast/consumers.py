@@ -12,6 +12,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils.translation import gettext as _
 
+from accounts.ratelimit import MessageBudget
 from streaming.broadcast.node_messages import MEDIA_NODE_CHANNEL
 from streaming.broadcast.selectors import broadcast_facts
 from streaming.broadcast.station import hls_url, watch_group
@@ -30,6 +31,12 @@ logger = logging.getLogger(__name__)
 # Close codes: the page shows the reason and does not retry.
 CLOSE_NOT_FOUND = 4404
 CLOSE_PRIVATE = 4403
+CLOSE_FLOOD = 4429
+# A watch page sends an offer, a leave and a ping now and then: a burst of 20 is generous, and
+# a socket that keeps flooding after being told is closed.
+RATE_PER_SECOND = 2.0
+RATE_BURST = 20.0
+FLOOD_LIMIT = 50
 STATE_ATTEMPTS = 8
 
 
@@ -46,6 +53,7 @@ class WatchConsumer(AsyncWebsocketConsumer):
         self.viewer_id: str | None = None
         self.offer_pending = False
         self.group = None
+        self.budget = MessageBudget(per_second=RATE_PER_SECOND, burst=RATE_BURST)
         facts = await database_sync_to_async(broadcast_facts)(self.public_id)
         await self.accept()
         if facts is None:
@@ -89,11 +97,17 @@ class WatchConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.group is None:
             return
+        if not self.budget.take():
+            if self.budget.should_warn:
+                await self._send(watch_error_frame("rate_limited", _("Too many messages.")))
+            if self.budget.rejected >= FLOOD_LIMIT:
+                await self.close(code=CLOSE_FLOOD)
+            return
         raw = text_data if text_data is not None else ""
         try:
             content = json.loads(raw) if text_data is not None else None
             message = parse_watch_message(content, size=len(raw))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: "[[[[..." nested deep
             await self._send(watch_error_frame("bad_json", _("Messages are JSON.")))
             return
         except WatchProtocolError as exc:
