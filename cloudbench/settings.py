@@ -8,6 +8,7 @@ import json
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 import dj_database_url
 
@@ -126,11 +127,23 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- redis: channel layer, cache, celery ------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
 
+
+def _redis_db(url: str) -> str:
+    path = urlparse(url).path.strip("/")
+    return path if path.isdigit() else "0"
+
+
 if REDIS_URL:
+    # Redis keeps pub/sub channels outside its numbered databases: two installations on one Redis
+    # with different database numbers would hear each other's messages. The number goes into the
+    # channel names by default.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNEL_PREFIX", "cloudbench")},
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": env_str("CHANNEL_PREFIX", f"cloudbench{_redis_db(REDIS_URL)}"),
+            },
         }
     }
     CACHES = {
