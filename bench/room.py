@@ -1,12 +1,14 @@
-"""Mediation rooms on one media node: encode-once fanout against aiortc's MediaRelay.
+"""Mediation rooms on one media node: selective forwarding against aiortc's MediaRelay.
 
 Rooms of three members publishing 640x360 video at 15 fps plus audio, for 1, 2, 4 and 8
-concurrent rooms, once with the node's EncodedFanout forwarding and once with aiortc's plain
-MediaRelay (one encode per subscriber), in the same run. The node runs in its own process so its
-CPU is measured alone; the members are aiortc peers in this process that publish pre-encoded
-loops and count the frames they receive without decoding them (the receiver's decoder thread is
-replaced by one that passes completed frames through), so that on a small machine the members
-do not starve the node they are measuring.
+concurrent rooms, once with the node's own forwarding (``fanout``: publishers' encoded frames
+forwarded as they are, see streaming.media.forward) and once with aiortc's plain MediaRelay
+(decode, then one encode per subscriber), in the same run. The node runs in its own process so
+its CPU is measured alone; the members are aiortc peers in this process that publish pre-encoded
+loops (answering keyframe requests with a keyframe, as a live encoder does) and count the frames
+they receive without decoding them (the receiver's decoder thread is replaced by one that passes
+completed frames through), so that on a small machine the members do not starve the node they
+are measuring.
 
 Prints, per mode and room count: time from join to the first received frame (median, p95),
 node CPU per room (% of one core), and frames delivered as a share of frames sent.
@@ -35,7 +37,11 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from streaming.media.probe import ProbePeer, wait_until  # noqa: E402
-from streaming.media.synthetic import SyntheticVideoTrack, ToneAudioTrack  # noqa: E402
+from streaming.media.synthetic import (  # noqa: E402
+    EncodedVideoLoopTrack,
+    ToneAudioTrack,
+    encode_video_loop,
+)
 
 WIDTH, HEIGHT, FPS = 640, 360, 15
 LOOP_FRAMES = 300
@@ -172,25 +178,6 @@ class ReplayTrack(MediaStreamTrack):
         return packet
 
 
-async def encode_video_loop(colour: str) -> list[bytes]:
-    source = SyntheticVideoTrack(colour, width=WIDTH, height=HEIGHT, fps=1e9)
-    codec = av.CodecContext.create("libvpx", "w")
-    codec.width, codec.height, codec.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-    codec.time_base = fractions.Fraction(1, FPS)
-    codec.bit_rate = 500_000
-    codec.options = {"deadline": "realtime", "cpu-used": "-6", "lag-in-frames": "0"}
-    payloads = []
-    for index in range(LOOP_FRAMES):
-        frame = await source.recv()
-        frame.pts, frame.time_base = index, codec.time_base
-        # a keyframe a second, and the loop restarts on one
-        frame.pict_type = (
-            av.video.frame.PictureType.I if index % FPS == 0 else av.video.frame.PictureType.NONE
-        )
-        payloads.append(b"".join(bytes(p) for p in codec.encode(frame)))
-    return payloads
-
-
 async def encode_audio_loop(tone: float) -> list[bytes]:
     source = ToneAudioTrack(tone)
     source._start = -1e9  # unpaced: produce the whole loop at once
@@ -214,11 +201,13 @@ async def run_rooms(forwarding: str, rooms: int, seconds: float, loops: dict) ->
     members = []  # (room, member, peer, join_started_at, video track, audio track)
 
     async def join(room: str, member: str, colour: str, tone: float) -> None:
-        video = ReplayTrack("video", loops[("video", colour)], 1 / FPS, 90_000 // FPS, 90_000)
+        video = EncodedVideoLoopTrack(*loops[("video", colour)], fps=FPS)
         audio = ReplayTrack("audio", loops[("audio", tone)], 0.02, 960, 48_000)
         peer = ProbePeer(video=video, audio=audio, slots=2, analyse=False)
         started = time.monotonic()
-        answer = await node.call("join", room, member, member, await peer.offer())
+        offer = await peer.offer()
+        video.wire(next(s for s in peer.pc.getSenders() if s.track is video))
+        answer = await node.call("join", room, member, member, offer)
         await peer.accept(answer)
         members.append((room, member, peer, started, video))
 
@@ -289,7 +278,10 @@ async def main() -> None:
 
     loops = {}
     for _, colour, tone in MEMBERS:
-        loops[("video", colour)] = await encode_video_loop(colour)
+        # a keyframe a second, and the loop restarts on one
+        loops[("video", colour)] = await encode_video_loop(
+            colour, width=WIDTH, height=HEIGHT, fps=FPS, frames=LOOP_FRAMES, keyframe_interval=FPS
+        )
         loops[("audio", tone)] = await encode_audio_loop(tone)
 
     print(
