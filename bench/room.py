@@ -11,7 +11,8 @@ completed frames through), so that on a small machine the members do not starve 
 are measuring.
 
 Prints, per mode and room count: time from join to the first received frame (median, p95),
-node CPU per room (% of one core), and frames delivered as a share of frames sent.
+node CPU per room (% of one core), frames delivered as a share of frames sent, frames delivered
+per CPU-second of the node, the members' own CPU and the load average while measuring.
 
     python bench/room.py [--rooms 1 2 4 8] [--seconds 6] [--modes fanout relay]
 """
@@ -241,10 +242,15 @@ async def run_rooms(forwarding: str, rooms: int, seconds: float, loops: dict) ->
     # steady state window
     await asyncio.sleep(1.0)
     before = [(s.frames if s else 0, pub.sent) for s, _, pub in pairs()]
+    members_process = psutil.Process()
+    members_before = sum(members_process.cpu_times()[:2])
+    load_before = os.getloadavg()[0]
     cpu_before, wall_before = node.cpu_seconds(), time.monotonic()
     await asyncio.sleep(seconds)
     cpu_used = node.cpu_seconds() - cpu_before
-    cpu = cpu_used / (time.monotonic() - wall_before)
+    wall = time.monotonic() - wall_before
+    cpu = cpu_used / wall
+    members_cpu = (sum(members_process.cpu_times()[:2]) - members_before) / wall
     after = [(s.frames if s else 0, pub.sent) for s, _, pub in pairs()]
     received = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
     sent = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
@@ -263,6 +269,10 @@ async def run_rooms(forwarding: str, rooms: int, seconds: float, loops: dict) ->
         # frames delivered per CPU-second of the node: comparable even when the machine is
         # shared and the node gets less CPU than it asks for
         "frames_per_cpu_s": received / cpu_used if cpu_used > 0 else float("nan"),
+        # the members' own process: when it is near 100% the members, not the node, limit
+        # what is delivered
+        "members_cpu": 100 * members_cpu,
+        "load": (load_before + os.getloadavg()[0]) / 2,
     }
 
 
@@ -298,6 +308,7 @@ async def main() -> None:
     header = (
         f"{'mode':8}{'rooms':>6}{'1st frame med':>15}{'p95':>8}"
         f"{'CPU/room':>10}{'delivered':>11}{'frames/CPU-s':>14}{'no frame':>10}"
+        f"{'members CPU':>13}{'load':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -306,6 +317,7 @@ async def main() -> None:
             f"{mode:8}{rooms:>6}{r['first_median'] * 1000:>13.0f}ms{r['first_p95'] * 1000:>6.0f}ms"
             f"{r['cpu_per_room']:>9.1f}%{r['delivered'] * 100:>10.1f}%"
             f"{r['frames_per_cpu_s']:>14.0f}{r['missing']:>10}"
+            f"{r['members_cpu']:>12.0f}%{r['load']:>6.1f}"
         )
     if {"fanout", "relay"} <= set(args.modes):
         print()

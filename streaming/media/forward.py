@@ -59,6 +59,26 @@ def is_keyframe(mime_type: str, data: bytes) -> bool:
     return not mime_type.startswith("video/")
 
 
+class SlotTrack(PacketTrack):
+    """A subscriber's permanent track: forwarded frames are offered only once its sender reads.
+
+    Until the subscriber's connection is up nothing would drain the queue, and queued frames
+    would only overflow it and ask the publisher for keyframes nobody can use yet; the first
+    read asks for the keyframe the subscriber starts with instead.
+    """
+
+    def __init__(self, kind: str, *, queue_size: int = 8) -> None:
+        super().__init__(kind, queue_size=queue_size)
+        self.started = False
+
+    async def recv(self) -> av.Packet:
+        if not self.started:
+            self.started = True
+            if self._need_keyframe:
+                self.request_keyframe()
+        return await super().recv()
+
+
 class ReceiverTap:
     """Stands in for an ``RTCRtpReceiver``'s decoder queue (see the module docstring).
 
@@ -108,7 +128,7 @@ class EncodedForwarder:
         *,
         kind: str,
         codec: str,
-        keyframe_min_interval: float = 0.5,
+        keyframe_min_interval: float = 0.3,
         clock: Callable[[], float] = media_clock,
         name: str = "",
     ) -> None:
@@ -232,7 +252,9 @@ class EncodedForwarder:
             )
 
     def _waiting_for_keyframe(self) -> bool:
-        if any(track._need_keyframe for track in self._subscribers):
+        if any(
+            track._need_keyframe and getattr(track, "started", True) for track in self._subscribers
+        ):
             return True
         tap = self._tap
         return tap is not None and self.decoding and tap.decoder_needs_keyframe
@@ -286,7 +308,8 @@ class EncodedForwarder:
             self.stats["keyframes"] += 1
             self._keyframe_wanted = False
         for track in list(self._subscribers):
-            self.stats["dropped"] += track._offer(packet)
+            if getattr(track, "started", True):
+                self.stats["dropped"] += track._offer(packet)
         return keyframe
 
     def _stamp(self, tap: ReceiverTap, timestamp: int, rate: int) -> int:

@@ -42,7 +42,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.sdp import SessionDescription
 
 from .fanout import EncodedFanout, PacketTrack, route_keyframe_requests
-from .forward import FANOUT_CODECS, EncodedForwarder
+from .forward import FANOUT_CODECS, EncodedForwarder, SlotTrack
 from .hub import FrameHub, FrameTap
 from .slate import SlateTrack
 
@@ -480,7 +480,7 @@ class MediaNode:
                 pc.addTransceiver(kind, direction="inactive")
                 continue
             if self.forwarding == "fanout":
-                transceiver = pc.addTransceiver(PacketTrack(kind), direction="sendonly")
+                transceiver = pc.addTransceiver(SlotTrack(kind), direction="sendonly")
             else:
                 transceiver = pc.addTransceiver(kind, direction="sendonly")
             transceiver.setCodecPreferences(_codecs(kind))
