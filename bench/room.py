@@ -80,6 +80,8 @@ async def _serve(conn, forwarding: str) -> None:  # noqa: ANN001
                 result = await node.join(*args)
             elif op == "layout":
                 result = node.layout(*args)
+            elif op == "counters":
+                result = _counters(node)
             elif op == "shutdown":
                 await node.shutdown()
                 result = None
@@ -103,6 +105,19 @@ async def _serve(conn, forwarding: str) -> None:  # noqa: ANN001
 
     threading.Thread(target=reader, daemon=True).start()
     await stop.wait()
+
+
+def _counters(node) -> dict:  # noqa: ANN001
+    """Video frames the node dropped for slow subscribers, and keyframe requests it sent on."""
+    totals = {"dropped": 0, "plis_sent": 0}
+    for room_id in node.rooms():
+        room = node.room(room_id)
+        for member in room.members.values():
+            publication = member.published.get("video")
+            if publication is not None and publication.forwarder is not None:
+                for key in totals:
+                    totals[key] += publication.forwarder.stats[key]
+    return totals
 
 
 class NodeClient:
@@ -252,6 +267,7 @@ async def run_rooms(forwarding: str, rooms: int, seconds: float, loops: dict) ->
     cpu = cpu_used / wall
     members_cpu = (sum(members_process.cpu_times()[:2]) - members_before) / wall
     after = [(s.frames if s else 0, pub.sent) for s, _, pub in pairs()]
+    counters = await node.call("counters")
     received = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
     sent = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
 
@@ -273,6 +289,7 @@ async def run_rooms(forwarding: str, rooms: int, seconds: float, loops: dict) ->
         # what is delivered
         "members_cpu": 100 * members_cpu,
         "load": (load_before + os.getloadavg()[0]) / 2,
+        "node": counters,
     }
 
 
