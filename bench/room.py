@@ -1,15 +1,18 @@
-"""Mediation rooms on one media node: encode-once fanout against aiortc's MediaRelay.
+"""Mediation rooms on one media node: selective forwarding against aiortc's MediaRelay.
 
 Rooms of three members publishing 640x360 video at 15 fps plus audio, for 1, 2, 4 and 8
-concurrent rooms, once with the node's EncodedFanout forwarding and once with aiortc's plain
-MediaRelay (one encode per subscriber), in the same run. The node runs in its own process so its
-CPU is measured alone; the members are aiortc peers in this process that publish pre-encoded
-loops and count the frames they receive without decoding them (the receiver's decoder thread is
-replaced by one that passes completed frames through), so that on a small machine the members
-do not starve the node they are measuring.
+concurrent rooms, once with the node's own forwarding (``fanout``: publishers' encoded frames
+forwarded as they are, see streaming.media.forward) and once with aiortc's plain MediaRelay
+(decode, then one encode per subscriber), in the same run. The node runs in its own process so
+its CPU is measured alone; the members are aiortc peers in this process that publish pre-encoded
+loops (answering keyframe requests with a keyframe, as a live encoder does) and count the frames
+they receive without decoding them (the receiver's decoder thread is replaced by one that passes
+completed frames through), so that on a small machine the members do not starve the node they
+are measuring.
 
 Prints, per mode and room count: time from join to the first received frame (median, p95),
-node CPU per room (% of one core), and frames delivered as a share of frames sent.
+node CPU per room (% of one core), frames delivered as a share of frames sent, frames delivered
+per CPU-second of the node, the members' own CPU and the load average while measuring.
 
     python bench/room.py [--rooms 1 2 4 8] [--seconds 6] [--modes fanout relay]
 """
@@ -35,7 +38,11 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from streaming.media.probe import ProbePeer, wait_until  # noqa: E402
-from streaming.media.synthetic import SyntheticVideoTrack, ToneAudioTrack  # noqa: E402
+from streaming.media.synthetic import (  # noqa: E402
+    EncodedVideoLoopTrack,
+    ToneAudioTrack,
+    encode_video_loop,
+)
 
 WIDTH, HEIGHT, FPS = 640, 360, 15
 LOOP_FRAMES = 300
@@ -73,6 +80,8 @@ async def _serve(conn, forwarding: str) -> None:  # noqa: ANN001
                 result = await node.join(*args)
             elif op == "layout":
                 result = node.layout(*args)
+            elif op == "counters":
+                result = _counters(node)
             elif op == "shutdown":
                 await node.shutdown()
                 result = None
@@ -96,6 +105,19 @@ async def _serve(conn, forwarding: str) -> None:  # noqa: ANN001
 
     threading.Thread(target=reader, daemon=True).start()
     await stop.wait()
+
+
+def _counters(node) -> dict:  # noqa: ANN001
+    """Video frames the node dropped for slow subscribers, and keyframe requests it sent on."""
+    totals = {"dropped": 0, "plis_sent": 0}
+    for room_id in node.rooms():
+        room = node.room(room_id)
+        for member in room.members.values():
+            publication = member.published.get("video")
+            if publication is not None and publication.forwarder is not None:
+                for key in totals:
+                    totals[key] += publication.forwarder.stats[key]
+    return totals
 
 
 class NodeClient:
@@ -172,25 +194,6 @@ class ReplayTrack(MediaStreamTrack):
         return packet
 
 
-async def encode_video_loop(colour: str) -> list[bytes]:
-    source = SyntheticVideoTrack(colour, width=WIDTH, height=HEIGHT, fps=1e9)
-    codec = av.CodecContext.create("libvpx", "w")
-    codec.width, codec.height, codec.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-    codec.time_base = fractions.Fraction(1, FPS)
-    codec.bit_rate = 500_000
-    codec.options = {"deadline": "realtime", "cpu-used": "-6", "lag-in-frames": "0"}
-    payloads = []
-    for index in range(LOOP_FRAMES):
-        frame = await source.recv()
-        frame.pts, frame.time_base = index, codec.time_base
-        # a keyframe a second, and the loop restarts on one
-        frame.pict_type = (
-            av.video.frame.PictureType.I if index % FPS == 0 else av.video.frame.PictureType.NONE
-        )
-        payloads.append(b"".join(bytes(p) for p in codec.encode(frame)))
-    return payloads
-
-
 async def encode_audio_loop(tone: float) -> list[bytes]:
     source = ToneAudioTrack(tone)
     source._start = -1e9  # unpaced: produce the whole loop at once
@@ -214,11 +217,13 @@ async def run_rooms(forwarding: str, rooms: int, seconds: float, loops: dict) ->
     members = []  # (room, member, peer, join_started_at, video track, audio track)
 
     async def join(room: str, member: str, colour: str, tone: float) -> None:
-        video = ReplayTrack("video", loops[("video", colour)], 1 / FPS, 90_000 // FPS, 90_000)
+        video = EncodedVideoLoopTrack(*loops[("video", colour)], fps=FPS)
         audio = ReplayTrack("audio", loops[("audio", tone)], 0.02, 960, 48_000)
         peer = ProbePeer(video=video, audio=audio, slots=2, analyse=False)
         started = time.monotonic()
-        answer = await node.call("join", room, member, member, await peer.offer())
+        offer = await peer.offer()
+        video.wire(next(s for s in peer.pc.getSenders() if s.track is video))
+        answer = await node.call("join", room, member, member, offer)
         await peer.accept(answer)
         members.append((room, member, peer, started, video))
 
@@ -252,11 +257,17 @@ async def run_rooms(forwarding: str, rooms: int, seconds: float, loops: dict) ->
     # steady state window
     await asyncio.sleep(1.0)
     before = [(s.frames if s else 0, pub.sent) for s, _, pub in pairs()]
+    members_process = psutil.Process()
+    members_before = sum(members_process.cpu_times()[:2])
+    load_before = os.getloadavg()[0]
     cpu_before, wall_before = node.cpu_seconds(), time.monotonic()
     await asyncio.sleep(seconds)
     cpu_used = node.cpu_seconds() - cpu_before
-    cpu = cpu_used / (time.monotonic() - wall_before)
+    wall = time.monotonic() - wall_before
+    cpu = cpu_used / wall
+    members_cpu = (sum(members_process.cpu_times()[:2]) - members_before) / wall
     after = [(s.frames if s else 0, pub.sent) for s, _, pub in pairs()]
+    counters = await node.call("counters")
     received = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
     sent = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
 
@@ -274,6 +285,11 @@ async def run_rooms(forwarding: str, rooms: int, seconds: float, loops: dict) ->
         # frames delivered per CPU-second of the node: comparable even when the machine is
         # shared and the node gets less CPU than it asks for
         "frames_per_cpu_s": received / cpu_used if cpu_used > 0 else float("nan"),
+        # the members' own process: when it is near 100% the members, not the node, limit
+        # what is delivered
+        "members_cpu": 100 * members_cpu,
+        "load": (load_before + os.getloadavg()[0]) / 2,
+        "node": counters,
     }
 
 
@@ -289,7 +305,10 @@ async def main() -> None:
 
     loops = {}
     for _, colour, tone in MEMBERS:
-        loops[("video", colour)] = await encode_video_loop(colour)
+        # a keyframe a second, and the loop restarts on one
+        loops[("video", colour)] = await encode_video_loop(
+            colour, width=WIDTH, height=HEIGHT, fps=FPS, frames=LOOP_FRAMES, keyframe_interval=FPS
+        )
         loops[("audio", tone)] = await encode_audio_loop(tone)
 
     print(
@@ -306,6 +325,7 @@ async def main() -> None:
     header = (
         f"{'mode':8}{'rooms':>6}{'1st frame med':>15}{'p95':>8}"
         f"{'CPU/room':>10}{'delivered':>11}{'frames/CPU-s':>14}{'no frame':>10}"
+        f"{'members CPU':>13}{'load':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -314,6 +334,7 @@ async def main() -> None:
             f"{mode:8}{rooms:>6}{r['first_median'] * 1000:>13.0f}ms{r['first_p95'] * 1000:>6.0f}ms"
             f"{r['cpu_per_room']:>9.1f}%{r['delivered'] * 100:>10.1f}%"
             f"{r['frames_per_cpu_s']:>14.0f}{r['missing']:>10}"
+            f"{r['members_cpu']:>12.0f}%{r['load']:>6.1f}"
         )
     if {"fanout", "relay"} <= set(args.modes):
         print()

@@ -5,6 +5,10 @@ continuously or its frames pile up. A ``FrameHub`` is that reader: it keeps the 
 (for composition and recording) and feeds any number of ``FrameTap`` tracks, each a small
 queue that drops the oldest frame. Its source can be swapped (a member reconnecting brings a new
 remote track) while the taps, and everything fed from them, stay in place.
+
+Decoding is what costs, so a hub says whether anyone wants its frames (``wanted``: a tap exists or
+someone holds the hub, e.g. a recording reading ``latest``) and calls ``on_demand`` when that
+changes; the media node decodes a published track only while its hub is wanted.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -51,6 +56,7 @@ class FrameTap(MediaStreamTrack):
         self._hub._taps.discard(self)
         super().stop()
         self._ready.set()
+        self._hub._demand_changed()
 
 
 class FrameHub:
@@ -69,6 +75,9 @@ class FrameHub:
         self.frames_in = 0
         # frame arrival times over the last seconds, for the connection-quality estimate
         self._arrivals: deque[float] = deque(maxlen=120)
+        self._holders: set[object] = set()
+        self.on_demand: Callable[[bool], None] | None = None
+        self._wanted = False
         if source is not None:
             self._start()
 
@@ -81,7 +90,29 @@ class FrameHub:
     def tap(self, *, queue_size: int = 2) -> FrameTap:
         tap = FrameTap(self, queue_size=queue_size)
         self._taps.add(tap)
+        self._demand_changed()
         return tap
+
+    @property
+    def wanted(self) -> bool:
+        """Whether anything reads this hub's frames (a tap, or a holder reading ``latest``)."""
+        return bool(self._taps or self._holders)
+
+    def hold(self, holder: object) -> None:
+        """Keep frames coming for ``holder``, which reads ``latest`` rather than a tap."""
+        self._holders.add(holder)
+        self._demand_changed()
+
+    def release(self, holder: object) -> None:
+        self._holders.discard(holder)
+        self._demand_changed()
+
+    def _demand_changed(self) -> None:
+        wanted = self.wanted and not self._stopped
+        if wanted != self._wanted:
+            self._wanted = wanted
+            if self.on_demand is not None:
+                self.on_demand(wanted)
 
     def set_source(self, source: MediaStreamTrack | None) -> None:
         self._source = source

@@ -9,8 +9,12 @@ A member's offer carries, in this order of meaning (the order of m-lines is free
 Slots exist so that membership, caucuses and mutes never need a renegotiation (aiortc cannot
 renegotiate reliably and does not restart ICE): the node only changes what feeds each slot.
 Every slot sender has one permanent ``PacketTrack``; the node moves it between the publisher's
-``EncodedFanout``, the room's hold slate, or nothing. Each published track is decoded once (its
-``FrameHub``), encoded once (its fanout), and packetised per subscriber.
+``EncodedForwarder``, the room's hold slate, or nothing. A published track is not decoded to be
+forwarded: its encoded frames go as they are to every subscriber that negotiated the same codec,
+and each subscriber's sender only packetises them. The track is decoded (once, by its receiver,
+into its ``FrameHub``) only while something needs pictures: the livestream compositor, the room
+recording, or a subscriber that negotiated another codec, which is then fed by an
+``EncodedFanout`` encoding once per such codec.
 
 ``forwarding="relay"`` replaces the fanouts with aiortc's ``MediaRelay`` (one encode per
 subscriber). It exists as the benchmark's baseline and supports joining and leaving only.
@@ -18,6 +22,7 @@ subscriber). It exists as the benchmark's baseline and supports joining and leav
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -37,6 +42,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.sdp import SessionDescription
 
 from .fanout import EncodedFanout, PacketTrack, route_keyframe_requests
+from .forward import FANOUT_CODECS, EncodedForwarder, SlotTrack
 from .hub import FrameHub, FrameTap
 from .slate import SlateTrack
 
@@ -108,10 +114,24 @@ def parse_offer(sdp: str) -> MediaPlan:
     return plan
 
 
-def _codecs(kind: str) -> list[Any]:
-    """VP8 (with its RTX) for video, Opus for audio: what the fanouts encode."""
-    wanted = {"video": ("video/vp8", "video/rtx"), "audio": ("audio/opus",)}[kind]
-    return [c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType.lower() in wanted]
+# In order of preference. Publishers and slots prefer the same codec, so that a publisher's
+# frames are forwarded as they are; H.264 is there for clients that offer nothing else.
+SLOT_CODECS = {"video": ("video/vp8", "video/h264", "video/rtx"), "audio": ("audio/opus",)}
+PUBLISH_CODECS = {
+    "video": ("video/vp8", "video/h264", "video/rtx"),
+    "audio": ("audio/opus", "audio/pcmu", "audio/pcma"),
+}
+
+
+def _codecs(kind: str, wanted: dict[str, tuple[str, ...]] = SLOT_CODECS) -> list[Any]:
+    capabilities = RTCRtpSender.getCapabilities(kind).codecs
+    return [c for mime in wanted[kind] for c in capabilities if c.mimeType.lower() == mime]
+
+
+def _negotiated_codec(transceiver: Any) -> str:
+    """The codec a transceiver sends or receives: the first negotiated one (RTX aside)."""
+    codecs = getattr(transceiver, "_codecs", None) or []
+    return next((c.mimeType.lower() for c in codecs if c.mimeType.lower() != "video/rtx"), "")
 
 
 @dataclass
@@ -123,14 +143,21 @@ class Slot:
     video: PacketTrack | None = None
     audio_sender: RTCRtpSender | None = None
     video_sender: RTCRtpSender | None = None
+    audio_codec: str = "audio/opus"
+    video_codec: str = "video/vp8"
     relay_fed: set[str] = field(default_factory=set)
+
+
+Feed = EncodedForwarder | EncodedFanout
 
 
 @dataclass
 class Publication:
     kind: str
     hub: FrameHub
-    fanout: EncodedFanout | None = None
+    forwarder: EncodedForwarder | None = None
+    # codec -> (fanout, its tap on the hub): for subscribers that negotiated another codec
+    transcoders: dict[str, tuple[EncodedFanout, FrameTap]] = field(default_factory=dict)
     relay_source: FrameTap | None = None
 
 
@@ -153,7 +180,7 @@ class Room:
     room_id: str
     members: dict[str, Member] = field(default_factory=dict)
     caucus: frozenset[str] | None = None
-    slate: EncodedFanout | None = None
+    slates: dict[str, EncodedFanout] = field(default_factory=dict)
     relay: MediaRelay | None = None
     recorder: Any = None
 
@@ -218,6 +245,8 @@ class MediaNode:
                 self._rooms.pop(room_id, None)
             raise
         member.pc = pc
+        # the old connection's slot tracks must not keep their feeds busy
+        _detach(member.slots)
         member.slots = slots
         member.connections += 1
         room.members[member_id] = member
@@ -232,8 +261,8 @@ class MediaNode:
         """Reconnect a member from a fresh offer, keeping their place in the room.
 
         aiortc cannot restart ICE on an existing transport, so this replaces the member's peer
-        connection; the member's published fanouts keep their subscribers (only their source
-        changes) and their slots are fed again as before.
+        connection; the member's published forwarders keep their subscribers (only their
+        source changes) and their slots are fed again as before.
         """
         room = self._room(room_id)
         member = room.members.get(member_id)
@@ -246,6 +275,7 @@ class MediaNode:
         if room is None or member_id not in room.members:
             return
         member = room.members.pop(member_id)
+        _detach(member.slots)
         if room.caucus is not None and member_id in room.caucus:
             room.caucus = room.caucus - {member_id} or None
         for other in room.members.values():
@@ -273,8 +303,9 @@ class MediaNode:
         for member in list(room.members.values()):
             await self._close_member(member)
         room.members.clear()
-        if room.slate is not None:
-            await room.slate.stop()
+        for slate in room.slates.values():
+            await slate.stop()
+        room.slates.clear()
 
     def set_caucus(self, room_id: str, members: Iterable[str] | None) -> dict[str, bool]:
         """Open a caucus with ``members`` (None ends it); returns who is on hold."""
@@ -358,12 +389,12 @@ class MediaNode:
                             rtts.append(item.roundTripTime)
             video = member.published.get("video")
             audio = member.published.get("audio")
-            entry["video_fps_in"] = round(video.hub.fps(), 1) if video else 0.0
-            entry["audio_frames_in"] = audio.hub.frames_in if audio else 0
+            entry["video_fps_in"] = round(_source_fps(video), 1) if video else 0.0
+            entry["audio_frames_in"] = _frames_in(audio) if audio else 0
             entry["rtt_ms"] = round(1000 * max(rtts), 1) if rtts else None
             entry["loss"] = round(lost / (lost + received), 4) if lost + received else 0.0
-            if video and video.fanout is not None:
-                entry["fanout"] = dict(video.fanout.stats)
+            if video and video.forwarder is not None:
+                entry["forwarder"] = dict(video.forwarder.stats)
             entry["quality"] = _quality(entry)
             result[member.member_id] = entry
         return result
@@ -384,6 +415,10 @@ class MediaNode:
         if room.recorder is not None:
             return room.recorder
         room.recorder = RoomRecorder(lambda: self._recording_sources(room), path, **options)
+        # the composite needs every member's pictures: decode while recording
+        for member in room.members.values():
+            for publication in member.published.values():
+                publication.hub.hold(_RECORDING)
         await room.recorder.start()
         self._emit(room_id, "", "recording", {"active": True})
         return room.recorder
@@ -395,6 +430,9 @@ class MediaNode:
             return None
         recorder, room.recorder = room.recorder, None
         result = await recorder.stop()
+        for member in room.members.values():
+            for publication in member.published.values():
+                publication.hub.release(_RECORDING)
         self._emit(room_id, "", "recording", {"active": False})
         return result
 
@@ -434,13 +472,15 @@ class MediaNode:
         slot_transceivers: dict[str, list[Any]] = {"audio": [], "video": []}
         for kind, publishes in zip(plan.kinds, plan.publish, strict=True):
             if publishes:
-                pc.addTransceiver(kind, direction="recvonly")
+                transceiver = pc.addTransceiver(kind, direction="recvonly")
+                if self.forwarding == "fanout":
+                    transceiver.setCodecPreferences(_codecs(kind, PUBLISH_CODECS))
                 continue
             if len(slot_transceivers[kind]) >= plan.slot_count:
                 pc.addTransceiver(kind, direction="inactive")
                 continue
             if self.forwarding == "fanout":
-                transceiver = pc.addTransceiver(PacketTrack(kind), direction="sendonly")
+                transceiver = pc.addTransceiver(SlotTrack(kind), direction="sendonly")
             else:
                 transceiver = pc.addTransceiver(kind, direction="sendonly")
             transceiver.setCodecPreferences(_codecs(kind))
@@ -462,7 +502,8 @@ class MediaNode:
 
         @pc.on("track")
         def on_track(track: Any) -> None:
-            self._publish(room, member, track)
+            transceiver = next(t for t in pc.getTransceivers() if t.receiver.track is track)
+            self._publish(room, member, track, transceiver)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -480,21 +521,30 @@ class MediaNode:
         for index, slot in enumerate(slots):
             slot.audio_mid = slot_transceivers["audio"][index].mid
             slot.video_mid = slot_transceivers["video"][index].mid
+            slot.audio_codec = _negotiated_codec(slot_transceivers["audio"][index])
+            slot.video_codec = _negotiated_codec(slot_transceivers["video"][index])
         return pc, slots
 
-    def _publish(self, room: Room, member: Member, track: Any) -> None:
+    def _publish(self, room: Room, member: Member, track: Any, transceiver: Any) -> None:
         publication = member.published.get(track.kind)
-        if publication is not None:
-            publication.hub.set_source(track)
-            return
-        name = f"{room.room_id}/{member.member_id}/{track.kind}"
-        hub = FrameHub(track, kind=track.kind, name=name)
-        publication = Publication(kind=track.kind, hub=hub)
-        if self.forwarding == "fanout":
-            publication.fanout = EncodedFanout(hub.tap(), kind=track.kind, name=name)
-        else:
-            publication.relay_source = hub.tap()
-        member.published[track.kind] = publication
+        if publication is None:
+            name = f"{room.room_id}/{member.member_id}/{track.kind}"
+            hub = FrameHub(None, kind=track.kind, name=name)
+            publication = Publication(kind=track.kind, hub=hub)
+            if self.forwarding == "fanout":
+                publication.forwarder = EncodedForwarder(
+                    kind=track.kind, codec=_negotiated_codec(transceiver), name=name
+                )
+                hub.on_demand = publication.forwarder.set_decode
+            else:
+                publication.relay_source = hub.tap()
+            member.published[track.kind] = publication
+            if room.recorder is not None:
+                hub.hold(_RECORDING)
+        if publication.forwarder is not None:
+            publication.forwarder.attach(transceiver.receiver, codec=_negotiated_codec(transceiver))
+            publication.forwarder.set_decode(publication.hub.wanted)
+        publication.hub.set_source(track)
 
     def _assign_slots(self, room: Room) -> None:
         for member in room.members.values():
@@ -515,30 +565,54 @@ class MediaNode:
     def _on_hold(self, room: Room, member_id: str) -> bool:
         return room.caucus is not None and member_id not in room.caucus
 
-    def _slate(self, room: Room) -> EncodedFanout:
-        if room.slate is None:
+    def _slate(self, room: Room, codec: str) -> EncodedFanout:
+        slate = room.slates.get(codec)
+        if slate is None:
             width, height = self.video_size
-            room.slate = EncodedFanout(
-                SlateTrack(width=width, height=height), kind="video", name=f"{room.room_id}/slate"
+            slate = room.slates[codec] = EncodedFanout(
+                SlateTrack(width=width, height=height),
+                kind="video",
+                codec=FANOUT_CODECS.get(codec, "vp8"),
+                name=f"{room.room_id}/slate",
             )
-        return room.slate
+        return slate
+
+    def _feed_for(self, publication: Publication, codec: str) -> Feed | None:
+        """What carries ``publication`` to a subscriber that negotiated ``codec``."""
+        forwarder = publication.forwarder
+        if forwarder is None:
+            return None
+        if forwarder.codec == codec:
+            return forwarder
+        entry = publication.transcoders.get(codec)
+        if entry is None:
+            if codec not in FANOUT_CODECS:
+                return None
+            tap = publication.hub.tap()
+            fanout = EncodedFanout(
+                tap, kind=publication.kind, codec=FANOUT_CODECS[codec], name=publication.hub.name
+            )
+            entry = publication.transcoders[codec] = (fanout, tap)
+        return entry[0]
 
     def _route(
-        self, room: Room, viewer: Member, publisher: Member
-    ) -> tuple[EncodedFanout | None, EncodedFanout | None]:
-        """(video, audio) that ``viewer`` gets in the slot showing ``publisher``."""
+        self, room: Room, viewer: Member, publisher: Member, slot: Slot
+    ) -> tuple[Feed | None, Feed | None]:
+        """(video, audio) that ``viewer`` gets in ``slot``, the one showing ``publisher``."""
         if room.caucus is not None and (
             viewer.member_id not in room.caucus or publisher.member_id not in room.caucus
         ):
             # on hold, or the caucus looking at someone on hold: a slate and silence
-            return self._slate(room), None
+            return self._slate(room, slot.video_codec), None
         video = publisher.published.get("video")
         audio = publisher.published.get("audio")
         return (
-            video.fanout
+            self._feed_for(video, slot.video_codec)
             if video and not publisher.muted["video"] and viewer.receive_video
             else None,
-            audio.fanout if audio and not publisher.muted["audio"] else None,
+            self._feed_for(audio, slot.audio_codec)
+            if audio and not publisher.muted["audio"]
+            else None,
         )
 
     def _reconcile(self, room: Room) -> None:
@@ -554,13 +628,26 @@ class MediaNode:
                 if self.forwarding == "relay":
                     self._feed_relay(room, slot, publisher)
                     continue
-                video, audio = self._route(room, member, publisher)
+                video, audio = self._route(room, member, publisher, slot)
                 _feed(slot.video, video)
                 _feed(slot.audio, audio)
             for slot in member.slots:
                 if slot.index not in fed:
                     _feed(slot.video, None)
                     _feed(slot.audio, None)
+        self._drop_unused_transcoders(room)
+
+    def _drop_unused_transcoders(self, room: Room) -> None:
+        """A transcoder nobody subscribes to stops, and with it the decoding it asked for."""
+        for member in room.members.values():
+            for publication in member.published.values():
+                for codec, (fanout, tap) in list(publication.transcoders.items()):
+                    if not fanout.subscribers:
+                        del publication.transcoders[codec]
+                        tap.stop()
+                        task = asyncio.get_running_loop().create_task(fanout.stop())
+                        _background.add(task)
+                        task.add_done_callback(_background.discard)
 
     def _feed_relay(self, room: Room, slot: Slot, publisher: Member) -> None:
         assert room.relay is not None
@@ -593,13 +680,40 @@ class MediaNode:
             await member.pc.close()
             member.pc = None
         for publication in member.published.values():
-            if publication.fanout is not None:
-                await publication.fanout.stop()
+            if publication.forwarder is not None:
+                await publication.forwarder.stop()
+            for fanout, tap in publication.transcoders.values():
+                tap.stop()
+                await fanout.stop()
+            publication.transcoders.clear()
             await publication.hub.stop()
         member.published.clear()
 
 
-def _feed(track: PacketTrack | None, fanout: EncodedFanout | None) -> None:
+_background: set[asyncio.Task[Any]] = set()
+# what holds a hub (see FrameHub.hold) while its room is recorded
+_RECORDING = "recording"
+
+
+def _source_fps(publication: Publication) -> float:
+    if publication.forwarder is not None:
+        return publication.forwarder.fps()
+    return publication.hub.fps()
+
+
+def _frames_in(publication: Publication) -> int:
+    if publication.forwarder is not None:
+        return publication.forwarder.stats["frames_in"]
+    return publication.hub.frames_in
+
+
+def _detach(slots: list[Slot]) -> None:
+    for slot in slots:
+        _feed(slot.video, None)
+        _feed(slot.audio, None)
+
+
+def _feed(track: PacketTrack | None, fanout: Feed | None) -> None:
     if track is None:
         return
     if fanout is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import time
 from collections import Counter, deque
 from collections.abc import Iterable
@@ -21,6 +22,7 @@ from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpReceiver,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -101,6 +103,8 @@ class ProbePeer:
         video: MediaStreamTrack | None = None,
         audio: MediaStreamTrack | None = None,
         analyse: bool = True,
+        receive_video_codec: str | None = None,
+        capture_encoded: bool = False,
     ) -> None:
         # MAX_BUNDLE: see MediaNode._connect, the same aiortc pitfall applies to the offerer
         self.pc = RTCPeerConnection(
@@ -110,6 +114,10 @@ class ProbePeer:
         self.audio = audio or ToneAudioTrack(tone)
         self.slots = slots
         self.analyse = analyse
+        self.receive_video_codec = receive_video_codec
+        self.capture_encoded = capture_encoded
+        # mid -> the encoded video frames received on that slot, as depacketised
+        self.encoded: dict[str, list[bytes]] = {}
         self.streams: dict[str, ReceivedStream] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.offered_at: float | None = None
@@ -119,9 +127,22 @@ class ProbePeer:
         self.pc.addTransceiver(self.video, direction="sendonly")
         for _ in range(self.slots):
             self.pc.addTransceiver("audio", direction="recvonly")
-            self.pc.addTransceiver("video", direction="recvonly")
+            video = self.pc.addTransceiver("video", direction="recvonly")
+            if self.receive_video_codec:
+                video.setCodecPreferences(
+                    [
+                        c
+                        for c in RTCRtpReceiver.getCapabilities("video").codecs
+                        if c.mimeType.lower() in (self.receive_video_codec.lower(), "video/rtx")
+                    ]
+                )
         self.pc.on("track", self._on_track)
         await self.pc.setLocalDescription(await self.pc.createOffer())
+        if self.capture_encoded:
+            for transceiver in self.pc.getTransceivers():
+                if transceiver.kind == "video" and transceiver.direction == "recvonly":
+                    frames = self.encoded.setdefault(str(transceiver.mid), [])
+                    transceiver.receiver._RTCRtpReceiver__decoder_queue = _CapturingQueue(frames)
         self.offered_at = time.monotonic()
         return self.pc.localDescription.sdp
 
@@ -174,6 +195,19 @@ class ProbePeer:
         for task in self._tasks:
             task.cancel()
         await self.pc.close()
+
+
+class _CapturingQueue(queue.Queue):
+    """A receiver's decoder queue that also keeps each completed (still encoded) frame."""
+
+    def __init__(self, frames: list[bytes]) -> None:
+        super().__init__()
+        self.frames = frames
+
+    def put(self, item: Any, *args: Any, **kwargs: Any) -> None:
+        if item is not None:
+            self.frames.append(bytes(item[1].data))
+        super().put(item, *args, **kwargs)
 
 
 async def wait_until(condition: Any, *, within: float = 8.0, step: float = 0.05) -> Any:

@@ -12,11 +12,13 @@ import asyncio
 import fractions
 import math
 import time
+from typing import Any
 
+import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.audio.frame import AudioFrame
-from av.video.frame import VideoFrame
+from av.video.frame import PictureType, VideoFrame
 
 COUNTER_BITS = 16
 VIDEO_CLOCK_RATE = 90_000
@@ -208,3 +210,88 @@ def dominant_frequency(samples: np.ndarray, sample_rate: int = AUDIO_SAMPLE_RATE
     spectrum = np.abs(np.fft.rfft(samples * np.hanning(samples.size)))
     spectrum[0] = 0
     return float(np.argmax(spectrum) * sample_rate / samples.size)
+
+
+async def encode_video_loop(
+    colour: str,
+    *,
+    width: int = 320,
+    height: int = 180,
+    fps: float = 15,
+    frames: int = 150,
+    keyframe_interval: int = 15,
+) -> tuple[list[bytes], list[bytes]]:
+    """VP8 frames of ``SyntheticVideoTrack``: (as streamed, each also encoded as a keyframe).
+
+    The second list lets a replaying publisher answer a keyframe request at once, as a live
+    encoder does.
+    """
+    source = SyntheticVideoTrack(colour, width=width, height=height, fps=1e9)
+    pictures = [await source.recv() for _ in range(frames)]
+
+    def encode(intra_only: bool) -> list[bytes]:
+        codec = av.CodecContext.create("libvpx", "w")
+        codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+        codec.time_base = fractions.Fraction(1, int(fps))
+        codec.bit_rate = max(150_000, int(width * height * 2.2))
+        codec.options = {"deadline": "realtime", "cpu-used": "-6", "lag-in-frames": "0"}
+        payloads = []
+        for index, picture in enumerate(pictures):
+            picture.pts, picture.time_base = index, codec.time_base
+            key = intra_only or index % keyframe_interval == 0
+            picture.pict_type = PictureType.I if key else PictureType.NONE
+            payloads.append(b"".join(bytes(p) for p in codec.encode(picture)))
+        return payloads
+
+    return encode(False), encode(True)
+
+
+class EncodedVideoLoopTrack(MediaStreamTrack):
+    """Replays pre-encoded VP8 frames at ``fps`` as ``av.Packet`` objects, in a loop.
+
+    Like a live encoder, it answers a keyframe request (``request_keyframe``, wired to its
+    sender's PLI/FIR handling) with a keyframe of the next frame.
+    """
+
+    kind = "video"
+
+    def __init__(self, frames: list[bytes], keyframes: list[bytes], *, fps: float = 15) -> None:
+        super().__init__()
+        self.frames = frames
+        self.keyframes = keyframes
+        self.fps = fps
+        self.sent = 0
+        self.keyframe_requests = 0
+        self.sent_keyframes: list[int] = []
+        self._keyframe_wanted = False
+        self._start: float | None = None
+
+    def request_keyframe(self) -> None:
+        self.keyframe_requests += 1
+        self._keyframe_wanted = True
+
+    def wire(self, sender: Any) -> None:
+        """Route ``sender``'s received PLI/FIR here (aiortc would flag an unused encoder)."""
+        sender._send_keyframe = self.request_keyframe
+
+    async def recv(self) -> av.Packet:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            wait = self._start + self.sent / self.fps - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        index = self.sent % len(self.frames)
+        payload = self.frames[index]
+        if self._keyframe_wanted:
+            self._keyframe_wanted = False
+            payload = self.keyframes[index]
+        if not payload[0] & 0x01:
+            self.sent_keyframes.append(self.sent)
+        packet = av.Packet(payload)
+        packet.pts = int(self.sent * VIDEO_CLOCK_RATE / self.fps)
+        packet.time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+        self.sent += 1
+        return packet
