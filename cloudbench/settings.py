@@ -142,7 +142,7 @@ if REDIS_URL:
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS_URL],
-                "prefix": env_str("CHANNEL_PREFIX", f"cloudbench{_redis_db(REDIS_URL)}"),
+                "prefix": env_str("CHANNEL_PREFIX") or f"cloudbench{_redis_db(REDIS_URL)}",
             },
         }
     }
