@@ -166,3 +166,12 @@ def test_the_mediator_starts_the_session_from_the_case_page_and_a_party_cannot(c
         case=case, from_status="scheduled", to_status="in_session", actor=case.expert
     ).exists()
 
+
+def test_the_watch_page_carries_the_residents_comments(client):
+    hearing = hearing_for()
+
+    page = client.get(reverse("frontend:watch", args=[hearing.public_id])).content.decode()
+
+    assert 'id="live-panel"' in page
+    assert f'data-room="{hearing.public_id}"' in page
+    assert "voting/live.js" in page
