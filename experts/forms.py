@@ -1,5 +1,6 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from accounts.models import Community
 from mediation_room.models import Category
@@ -36,7 +37,9 @@ class SlotForm(forms.Form):
         label=_("Day of the week"), coerce=int, choices=AvailabilitySlot.Weekday.choices
     )
     start_time = forms.TimeField(
-        label=_("From"), widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M")
+        # "From" alone is a notice's sender elsewhere: this one is the start of a time span.
+        label=pgettext_lazy("start of a time span", "From"),
+        widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
     )
     end_time = forms.TimeField(
         label=_("Until"), widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M")

@@ -21,6 +21,7 @@ from accounts.services import membership_request, membership_verify, notificatio
 from mediation_room import selectors, services
 from mediation_room.errors import CaseError
 from mediation_room.models import Case, Category, Consent, Party, Status
+from mediation_room.selectors import access_hearing_for_user
 
 from .forms import (
     BoardFilterForm,
@@ -197,6 +198,21 @@ def case_note_action(request: HttpRequest, tracking_number: str, action: str) ->
         return str(done)
 
     return _case_action(request, tracking_number, act)
+
+
+@login_required
+@require_POST
+def hearing_start(request: HttpRequest, public_id: str) -> HttpResponse:
+    """The mediator (or a coordinator) opens the session: the case is in session, the hearing is
+    live, and the livestream starts where every party agreed to it."""
+    hearing, _role = access_hearing_for_user(request.user, public_id)
+    try:
+        services.session_start(hearing=hearing, actor=request.user)
+    except CaseError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("The session has started."))
+    return redirect("frontend:case_detail", tracking_number=hearing.case.tracking_number)
 
 
 def lookup(request: HttpRequest) -> HttpResponse:

@@ -19,6 +19,7 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
+from av.video.reformatter import VideoReformatter
 
 from streaming.broadcast.overlay import blend, render_slate, render_text
 from streaming.broadcast.privacy import FaceBlurrer
@@ -95,6 +96,10 @@ class CompositeVideoTrack(MediaStreamTrack):
 
     def __init__(self, scene: Scene, *, width: int = 640, height: int = 360, fps: int = 15):
         super().__init__()
+        # Members' decoded frames are shared with the room's other consumers (the recorder
+        # composes them in a worker thread). frame.reformat() uses one swscale context per
+        # frame, and two threads scaling through it at once deadlock, so scale with our own.
+        self._scaler = VideoReformatter()
         if width % 2 or height % 2:
             raise ValueError("width and height must be even for yuv420p")
         self.scene = scene
@@ -236,9 +241,9 @@ class CompositeVideoTrack(MediaStreamTrack):
         else:
             # Scale straight into the tile size with swscale; the tile keeps the input's
             # proportions closely enough at 16:9 and this avoids a second resize.
-            region[:] = frame.to_ndarray(
-                format="rgb24", width=w, height=h, interpolation="FAST_BILINEAR"
-            )
+            region[:] = self._scaler.reformat(
+                frame, format="rgb24", width=w, height=h, interpolation="FAST_BILINEAR"
+            ).to_ndarray()
             blurrer = self._blurrers.get(member.member_id)
             if blurrer is not None:
                 blurrer.apply(region)

@@ -13,6 +13,7 @@ import av
 import numpy as np
 from av.audio.frame import AudioFrame
 from av.video.frame import VideoFrame
+from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageDraw
 
 from .hub import FrameHub, FrameTap
@@ -64,6 +65,10 @@ class GridCompositor:
     def __init__(self, *, width: int = 640, height: int = 360) -> None:
         self.width = width - width % 2
         self.height = height - height % 2
+        # Tiles are decoded frames shared with other consumers (the broadcast compositor scales
+        # them on the event loop while this runs in a worker thread): frame.reformat() would
+        # drive the frame's single swscale context from two threads at once, which deadlocks.
+        self._scaler = VideoReformatter()
 
     def compose(self, tiles: Sequence[Tile]) -> VideoFrame:
         y = np.full((self.height, self.width), BACKGROUND[0], np.uint8)
@@ -83,12 +88,11 @@ class GridCompositor:
             planes.reshape(self.height * 3 // 2, self.width), format="yuv420p"
         )
 
-    @staticmethod
-    def _place(frame, y, u, v, x0, y0, cell_w, cell_h) -> None:  # noqa: ANN001
+    def _place(self, frame, y, u, v, x0, y0, cell_w, cell_h) -> None:  # noqa: ANN001
         scale = min(cell_w / frame.width, cell_h / frame.height)
         tw = max(2, int(frame.width * scale) & ~1)
         th = max(2, int(frame.height * scale) & ~1)
-        scaled = frame.reformat(width=tw, height=th, format="yuv420p").to_ndarray()
+        scaled = self._scaler.reformat(frame, width=tw, height=th, format="yuv420p").to_ndarray()
         ox = x0 + ((cell_w - tw) // 2 & ~1)
         oy = y0 + ((cell_h - th) // 2 & ~1)
         chroma = scaled[th:].reshape(-1)

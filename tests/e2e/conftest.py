@@ -65,6 +65,8 @@ class LiveServer:
             "CELERY_EAGER": "1",
             "MEDIA_NODE_INPROCESS": "1",
             "MEDIA_ROOT": str(Path(settings.MEDIA_ROOT)),
+            # the log is read after the server is terminated: nothing may stay in a buffer
+            "PYTHONUNBUFFERED": "1",
             **(extra_env or {}),
         }
         self.log = open(ARTIFACTS.parent / f"daphne-{self.port}.log", "w")  # noqa: SIM115
@@ -156,3 +158,37 @@ def shot(request):
         return path
 
     return take
+
+
+JOURNEY_SHOTS = Path(
+    os.environ.get("JOURNEY_SHOTS") or Path(settings.BASE_DIR) / "var" / "journey-shots"
+)
+_journey_key = pytest.StashKey[Path]()
+
+
+@pytest.fixture
+def journey_shot(request):
+    """journey_shot(page, "step-name"): a numbered full-page screenshot into JOURNEY_SHOTS (emptied
+    first); the folder is printed at the end of the run so a person can look through it."""
+    JOURNEY_SHOTS.mkdir(parents=True, exist_ok=True)
+    for old in JOURNEY_SHOTS.glob("*.png"):
+        old.unlink()
+    request.config.stash[_journey_key] = JOURNEY_SHOTS
+    count = 0
+
+    def take(page, name: str, **options) -> Path:
+        nonlocal count
+        count += 1
+        path = JOURNEY_SHOTS / f"{count:02d}-{name}.png"
+        page.wait_for_load_state(timeout=options.get("timeout"))
+        page.screenshot(path=str(path), full_page=True, **options)
+        return path
+
+    return take
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    folder = config.stash.get(_journey_key, None)
+    if folder is not None:
+        terminalreporter.write_sep("-", "journey screenshots")
+        terminalreporter.write_line(f"journey screenshots: {folder}")

@@ -136,3 +136,42 @@ def test_members_see_the_on_air_indicator_and_the_mediator_can_pause_from_the_ca
             "kind", "actor"
         )
     ) == [("broadcast_paused", case.expert.pk)]
+
+
+def test_the_mediator_starts_the_session_from_the_case_page_and_a_party_cannot(client):
+    hearing = hearing_for(to="scheduled")
+    case = hearing.case
+    applicant = case.parties.get(role="applicant").user
+    detail = reverse("frontend:case_detail", args=[case.tracking_number])
+    start = reverse("frontend:hearing_start", args=[hearing.public_id])
+
+    client.force_login(applicant)
+    party_page = client.get(detail).content.decode()
+    refused = client.post(start, follow=True)
+    case.refresh_from_db()
+    status_after_refusal = case.status
+    client.force_login(case.expert)
+    expert_page = client.get(detail).content.decode()
+    started = client.post(start, follow=True)
+
+    case.refresh_from_db()
+    hearing.refresh_from_db()
+    assert start not in party_page
+    assert start in expert_page
+    assert status_after_refusal == "scheduled"
+    assert "您无权对本案件做这项操作。" in refused.content.decode()
+    assert started.status_code == 200
+    assert (case.status, hearing.state) == ("in_session", "live")
+    assert CaseEvent.objects.filter(
+        case=case, from_status="scheduled", to_status="in_session", actor=case.expert
+    ).exists()
+
+
+def test_the_watch_page_carries_the_residents_comments(client):
+    hearing = hearing_for()
+
+    page = client.get(reverse("frontend:watch", args=[hearing.public_id])).content.decode()
+
+    assert 'id="live-panel"' in page
+    assert f'data-room="{hearing.public_id}"' in page
+    assert "voting/live.js" in page

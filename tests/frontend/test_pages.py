@@ -288,3 +288,18 @@ def test_unknown_case_action_is_404(client, community):
     case = make_case(community=community)
     client.force_login(coordinator)
     assert client.post(f"/cases/{case.tracking_number}/explode/").status_code == 404
+
+
+def test_progress_names_the_public_steps_that_change_no_status(client, community):
+    from mediation_room.services import case_event_record
+
+    case = make_case(community=community)
+    case_event_record(case=case, actor=None, kind="panel_drawn", note="seed 1234", public=True)
+    applicant = case.parties.get(role="applicant")
+
+    page = client.get(
+        "/lookup/", {"tracking_number": case.tracking_number, "last_four": applicant.phone[-4:]}
+    ).content.decode()
+
+    assert "已抽取板凳评议团" in page
+    assert "seed 1234" not in page

@@ -54,6 +54,50 @@ def test_grid_compositor_places_each_member_in_its_cell():
     assert tile_colours(frame, 3) == ["red", "green", "blue"]
 
 
+def test_two_compositors_scale_one_shared_frame_from_two_threads_at_once():
+    """A member's decoded frame goes to the recorder (a worker thread) and to the broadcast
+    (the event loop) at the same time. Scaling it through the frame's own swscale context from
+    both crashed or deadlocked the process; each compositor scales with its own. Run in a child
+    process so that a regression fails this test instead of killing the test run."""
+    script = textwrap.dedent(
+        """
+        import threading, time
+        import numpy as np
+        from av import VideoFrame
+        from streaming.media.compose import GridCompositor, Tile
+
+        shared = VideoFrame.from_ndarray(
+            np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8),
+            format="rgb24",
+        ).reformat(format="yuv420p")
+        until = time.monotonic() + 1.5
+        made = []
+
+        def compose(width, height):
+            compositor = GridCompositor(width=width, height=height)
+            count = 0
+            while time.monotonic() < until:
+                compositor.compose([Tile(label="申请人", frame=shared)] * 2)
+                count += 1
+            made.append(count)
+
+        threads = [threading.Thread(target=compose, args=size, daemon=True)
+                   for size in ((640, 360), (426, 240))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        print("stuck" if any(t.is_alive() for t in threads) else f"ok {min(made)}")
+        """
+    )
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("ok "), result.stdout
+    assert int(result.stdout.split()[1]) > 0
+
+
 @pytest.mark.media
 def test_recording_writes_a_playable_composite_mp4_with_its_sha256(tmp_path):
     path = tmp_path / "hearing.mp4"

@@ -47,9 +47,15 @@
     setMode("hls");
     video.srcObject = null;
     if (window.Hls && window.Hls.isSupported()) {
-      // The playlist appears a segment after the session goes live: keep asking for it.
-      hls = new window.Hls({ manifestLoadingMaxRetry: 30, manifestLoadingRetryDelay: 1000,
-        liveSyncDurationCount: 2 });
+      // The playlist appears a segment after the session goes live: keep asking for it. hls.js
+      // gives up on a 404 at once unless told otherwise, so the retry policy says so.
+      const keepAsking = { maxNumRetry: 60, retryDelayMs: 1000, maxRetryDelayMs: 2000,
+        shouldRetry: (config, count) => count < config.maxNumRetry };
+      hls = new window.Hls({
+        liveSyncDurationCount: 2,
+        manifestLoadPolicy: { default: { maxTimeToFirstByteMs: 10000, maxLoadTimeMs: 20000,
+          timeoutRetry: keepAsking, errorRetry: keepAsking } },
+      });
       hls.loadSource(hlsUrl);
       hls.attachMedia(video);
     } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
