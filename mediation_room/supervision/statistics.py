@@ -29,7 +29,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
-from django.db.models import Avg, Count, Exists, OuterRef, QuerySet
+from django.db.models import Avg, Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -320,11 +320,12 @@ def _follow_up_model():
 
 
 def _performance_from_follow_ups(model, scope: Scope, now: datetime) -> dict[str, Any]:
-    """Terms of the agreements that have come due: fulfilled (the parties confirmed it when
-    asked on the due date) ÷ those settled (fulfilled, not fulfilled, or no answer)."""
+    """Terms of the agreements that are settled: fulfilled (the parties confirmed it, on the due
+    date or before it) ÷ those settled (fulfilled, not fulfilled, or no answer by the due date)."""
     states = model.State
     rows = dict(
-        model.objects.filter(agreement__case__in=scope.cases().values("pk"), due_at__lte=now)
+        model.objects.filter(agreement__case__in=scope.cases().values("pk"))
+        .filter(Q(due_at__lte=now) | Q(state=states.FULFILLED))
         .values_list("state")
         .annotate(n=Count("pk"))
         .order_by()

@@ -60,3 +60,22 @@ def test_unfulfilled_term_counts_against_performance_and_opens_a_notice(
     assert notice.to_user == setup.coordinator and notice.answered_at is None
     assert "支付第一期工资" in notice.text
     assert CaseEvent.objects.filter(case=setup.case, kind="supervision_opened").count() == 1
+
+
+def test_a_term_confirmed_paid_before_its_due_date_counts_as_fulfilled_on_time(
+    setup, django_capture_on_commit_callbacks
+):
+    agreement = setup.locked(django_capture_on_commit_callbacks, terms=_terms())
+    # Both parties confirm t1 (due on day 10); the dashboard is read on day 5, before it is due.
+    services.follow_ups_process_due(now=_day(11))
+    first = FollowUp.objects.get(agreement=agreement, term_key="t1")
+    for party in (setup.applicant, setup.respondent):
+        services.follow_up_answer(follow_up=first, actor=party, fulfilled=True, note="")
+    first.refresh_from_db()
+    assert first.state == FollowUp.State.FULFILLED
+
+    with time_machine.travel(_day(5), tick=False):
+        board = statistics.dashboard(statistics.coordinator_scope(setup.coordinator))
+
+    performance = board["performance"]
+    assert (performance["due"], performance["on_time"], performance["rate"]) == (1, 1, 100.0)
