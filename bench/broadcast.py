@@ -9,11 +9,13 @@ picture; V receive-only aiortc viewers watch it, for V = 10, 50, 100, 200, 400:
   bounded mode: the default buffered mode grows without bound once encoders fall behind) and
   aiortc's sender encodes VP8 + Opus for that viewer.
 
-Viewers run in separate processes (``--worker``, niced), spread over several of them. Most viewers count
-frames without decoding: the receiver's decoder thread is replaced by one that only counts the
-frames the jitter buffer completes, and its bandwidth estimator (REMB) is left out, both to keep
-the viewers' own CPU, which shares the machine with the server, low. A few viewers decode and read the clock stamped into the
-mediator's picture when the member frame was made, which gives the end-to-end delay.
+Viewers run in separate processes (``--worker``, niced), spread over several of them. Most
+viewers count frames without decoding: each is a real aiortc peer (ICE, DTLS handshake, SRTP keys,
+RTCP), but its SRTP packets are decrypted where they arrive and counted by the marker bit of the
+last packet of each video frame, without aiortc's per-packet queue, parser, jitter buffer and
+decoder, so that the viewers, which share the machine with the server, cost it little. A few
+viewers decode and read the clock stamped into the mediator's picture when the member frame was
+made, which gives the end-to-end delay.
 
 Printed per step: server CPU (percent of one core, total and per viewer, and the marginal cost per
 viewer above the idle broadcast), viewer processes' CPU, frames delivered per viewer as a share
@@ -67,43 +69,45 @@ STOP_BELOW = 0.25
 # viewers (separate processes)
 
 
-COUNTS: dict[int, int] = {}
+def count_frames_at_the_socket(pc: RTCPeerConnection, answer_sdp: str, counts, index) -> None:
+    """A viewer that counts frames without decoding: a real DTLS-SRTP peer whose SRTP packets are
+    decrypted as they arrive and counted by their RTP marker bit (the last packet of a video
+    frame), without aiortc's per-packet queue, parsing, jitter buffer and decoder. DTLS, STUN and
+    RTCP still take aiortc's own path."""
+    import pylibsrtp
+    from aiortc import sdp
+    from aiortc.rtp import is_rtcp
 
+    video = next(m for m in sdp.SessionDescription.parse(answer_sdp).media if m.kind == "video")
+    video_marker = 0x80 | video.rtp.codecs[0].payloadType
+    dtls = pc.getTransceivers()[0].receiver.transport
+    connection = dtls.transport._connection
+    queue = connection._queue
 
-def counting_decoder_worker(loop, input_q, output_q, decode_error):
-    """Stands in for aiortc's decoder thread: counts completed frames, decodes nothing."""
-    key = id(output_q)
-    while True:
-        task = input_q.get()
-        if task is None:
-            asyncio.run_coroutine_threadsafe(output_q.put(None), loop)
+    def data_received(data: bytes, component: int) -> None:
+        srtp = dtls._rx_srtp
+        if srtp is None or not 127 < data[0] < 192 or is_rtcp(data):
+            queue.put_nowait((data, component))
             return
-        COUNTS[key] = COUNTS.get(key, 0) + 1
+        try:
+            packet = srtp.unprotect(data)
+        except pylibsrtp.Error:
+            return
+        if packet[1] == video_marker:
+            counts[index] += 1
 
-
-class NoBitrateEstimate:
-    """Stands in for the receiver's bandwidth estimator (REMB), a large share of an aiortc
-    receiver's CPU; the encode-once sender ignores REMB, and MediaRelay's encoders then simply
-    keep aiortc's default bitrate."""
-
-    def add(self, **_: object) -> None:
-        return None
+    connection.data_received = data_received
 
 
 async def worker_main(port: int, count: int, decode: bool, tile: list[int]) -> None:
-    if not decode:
-        import aiortc.rtcrtpreceiver
-
-        aiortc.rtcrtpreceiver.decoder_worker = counting_decoder_worker
-        aiortc.rtcrtpreceiver.RemoteBitrateEstimator = NoBitrateEstimate
     from aiortc.mediastreams import MediaStreamError
 
     from streaming.broadcast.synthetic import STAMP_MODULO, clock_ms, read_stamp
 
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     pcs: list[RTCPeerConnection] = []
-    video_tracks = []
     decoded = [0] * count
+    counted = [0] * count
     delays: list[int] = []
     measuring = False
 
@@ -127,12 +131,10 @@ async def worker_main(port: int, count: int, decode: bool, tile: list[int]) -> N
         pc.addTransceiver("audio", direction="recvonly")
 
         def on_track(track, index=index):
-            if track.kind == "video":
-                video_tracks.append((index, track))
-            if decode:
-                asyncio.ensure_future(consume(index, track, track.kind == "video"))
+            asyncio.ensure_future(consume(index, track, track.kind == "video"))
 
-        pc.on("track", on_track)
+        if decode:
+            pc.on("track", on_track)
         await pc.setLocalDescription(await pc.createOffer())
         writer.write((json.dumps({"offer": pc.localDescription.sdp}) + "\n").encode())
         await writer.drain()
@@ -141,15 +143,12 @@ async def worker_main(port: int, count: int, decode: bool, tile: list[int]) -> N
             print(json.dumps({"error": reply["error"]}), flush=True)
             return
         await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["answer"], type="answer"))
+        if not decode:
+            count_frames_at_the_socket(pc, reply["answer"], counted, index)
         pcs.append(pc)
 
     def frame_counts() -> list[int]:
-        if decode:
-            return list(decoded)
-        by_index = dict.fromkeys(range(count), 0)
-        for index, track in video_tracks:
-            by_index[index] = COUNTS.get(id(track._queue), 0)
-        return [by_index[i] for i in range(count)]
+        return list(decoded if decode else counted)
 
     for _ in range(600):
         if sum(1 for c in frame_counts() if c > 0) == count:
@@ -358,6 +357,7 @@ async def run_step(mode: str, viewers: int, window: float, processes: int) -> di
 
     first = [await w.mark() for w in workers]
     fanout0 = dict(server.stats["video"]) if mode == "encode-once" else {}
+    rtp0 = dict(server.stats["video_rtp"]) if mode == "encode-once" else {}
     lag = LoopLag()
     frames0 = server.video.frames_sent
     machine0 = psutil.cpu_times()
@@ -368,6 +368,7 @@ async def run_step(mode: str, viewers: int, window: float, processes: int) -> di
     frames1 = server.video.frames_sent
     lag.stop()
     fanout1 = dict(server.stats["video"]) if mode == "encode-once" else {}
+    rtp1 = dict(server.stats["video_rtp"]) if mode == "encode-once" else {}
     last = [await w.mark() for w in workers]
     for worker in workers:
         await worker.close()
@@ -409,6 +410,7 @@ async def run_step(mode: str, viewers: int, window: float, processes: int) -> di
         "delay_p95": percentile(delays, 0.95),
         "loop_lag_p95": percentile(lag.samples, 0.95) * 1000,
         "fanout": {k: fanout1[k] - fanout0.get(k, 0) for k in fanout1 if k != "subscribers"},
+        "rtp": {k: rtp1[k] - rtp0.get(k, 0) for k in rtp1},
     }
 
 
@@ -472,6 +474,7 @@ async def bench(
             if verbose:
                 print(
                     f"    loop lag p95 {result['loop_lag_p95']:.0f} ms; fanout {result['fanout']}"
+                    f"; video RTP {result['rtp']}"
                 )
             if result["delivered_mean"] < STOP_BELOW:
                 print(f"{mode:<12} stops here: viewers get less than {STOP_BELOW:.0%} of frames")
