@@ -79,7 +79,7 @@ def count_frames_at_the_socket(pc: RTCPeerConnection, answer_sdp: str, counts, i
     from aiortc.rtp import is_rtcp
 
     video = next(m for m in sdp.SessionDescription.parse(answer_sdp).media if m.kind == "video")
-    video_marker = 0x80 | video.rtp.codecs[0].payloadType
+    video_type = video.rtp.codecs[0].payloadType
     dtls = pc.getTransceivers()[0].receiver.transport
     connection = dtls.transport._connection
     queue = connection._queue
@@ -89,17 +89,37 @@ def count_frames_at_the_socket(pc: RTCPeerConnection, answer_sdp: str, counts, i
         if srtp is None or not 127 < data[0] < 192 or is_rtcp(data):
             queue.put_nowait((data, component))
             return
+        if data[1] & 0x7F != video_type:
+            return  # audio: not counted, not decrypted
         try:
             packet = srtp.unprotect(data)
         except pylibsrtp.Error:
-            return
-        if packet[1] == video_marker:
+            return  # not authentic: not counted
+        if packet[1] & 0x80:
             counts[index] += 1
 
     connection.data_received = data_received
 
 
+def skip_stun_parsing_for_media() -> None:
+    """aioice tries to parse every datagram as STUN first; RTP and RTCP (first byte 128-191)
+    never are, so the counting viewers hand them on directly."""
+    from aioice.ice import StunProtocol
+
+    parse_first = StunProtocol.datagram_received
+
+    def datagram_received(self, data, addr):
+        if 127 < data[0] < 192:
+            self.receiver.data_received(data, self.local_candidate.component)
+        else:
+            parse_first(self, data, addr)
+
+    StunProtocol.datagram_received = datagram_received
+
+
 async def worker_main(port: int, count: int, decode: bool, tile: list[int]) -> None:
+    if not decode:
+        skip_stun_parsing_for_media()
     from aiortc.mediastreams import MediaStreamError
 
     from streaming.broadcast.synthetic import STAMP_MODULO, clock_ms, read_stamp
@@ -257,6 +277,8 @@ def make_scene():
 
 
 class Worker:
+    niceness = VIEWER_NICENESS
+
     def __init__(self, port: int, count: int, decode: bool, tile) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         # Niced: on a shared machine the viewers must not take the server's share of the CPU
@@ -264,7 +286,7 @@ class Worker:
         command = [
             "nice",
             "-n",
-            str(VIEWER_NICENESS),
+            str(Worker.niceness),
             sys.executable,
             str(Path(__file__).resolve()),
         ]
@@ -366,6 +388,7 @@ async def run_step(mode: str, viewers: int, window: float, processes: int) -> di
     cpu1, t1 = me.cpu_times(), time.monotonic()
     machine1 = psutil.cpu_times()
     frames1 = server.video.frames_sent
+    served = len(server.viewers)
     lag.stop()
     fanout1 = dict(server.stats["video"]) if mode == "encode-once" else {}
     rtp1 = dict(server.stats["video_rtp"]) if mode == "encode-once" else {}
@@ -393,6 +416,7 @@ async def run_step(mode: str, viewers: int, window: float, processes: int) -> di
         "mode": mode,
         "viewers": viewers,
         "connected": connected,
+        "served": served,
         "setup_s": setup,
         "frames_sent": sent,
         "fps_sent": sent / elapsed,
@@ -473,7 +497,8 @@ async def bench(
             print(row(result), flush=True)
             if verbose:
                 print(
-                    f"    loop lag p95 {result['loop_lag_p95']:.0f} ms; fanout {result['fanout']}"
+                    f"    server holds {result['served']} viewers at the end; "
+                    f"loop lag p95 {result['loop_lag_p95']:.0f} ms; fanout {result['fanout']}"
                     f"; video RTP {result['rtp']}"
                 )
             if result["delivered_mean"] < STOP_BELOW:
@@ -503,6 +528,9 @@ def main() -> None:
         "--baseline-extra", type=int, nargs="*", default=[2, 5], help="extra V for MediaRelay"
     )
     parser.add_argument("--verbose", action="store_true", help="event-loop lag, fanout stats")
+    parser.add_argument(
+        "--viewer-nice", type=int, default=VIEWER_NICENESS, help="niceness of viewer processes"
+    )
     parser.add_argument("--worker", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--decode", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tile", help=argparse.SUPPRESS)
@@ -511,6 +539,7 @@ def main() -> None:
         tile = [int(v) for v in args.tile.split(",")]
         asyncio.run(worker_main(args.worker[0], args.worker[1], args.decode, tile))
         return
+    Worker.niceness = args.viewer_nice
     counts = args.viewers or ([10, 50] if args.quick else [10, 50, 100, 200, 400])
     window = args.window or (4.0 if args.quick else 8.0)
     asyncio.run(
