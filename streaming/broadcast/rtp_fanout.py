@@ -66,6 +66,14 @@ CODECS = {
 }
 
 
+def _never() -> bool:
+    return False
+
+
+def _nothing() -> int:
+    return 0
+
+
 class IdleTrack(MediaStreamTrack):
     """What the viewer's ``RTCRtpSender`` is given: it never yields a frame (``RtpFanout`` sends
     the RTP) and ends when stopped."""
@@ -116,6 +124,8 @@ class ViewerStream:
         self._protect: Any = None
         self._transport: Any = None
         self._address: Any = None
+        self._is_closing: Any = _never
+        self._backlog: Any = _nothing
 
     # -- hooks into the sender -----------------------------------------------------------------
 
@@ -159,9 +169,13 @@ class ViewerStream:
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None or pair.protocol.transport is None:
             return False
+        transport = pair.protocol.transport
         self._protect = dtls._tx_srtp.protect
-        self._transport = pair.protocol.transport
+        self._transport = transport
         self._address = pair.remote_addr
+        # A TURN allocation's transport has neither (it queues nothing itself).
+        self._is_closing = getattr(transport, "is_closing", None) or _never
+        self._backlog = getattr(transport, "get_write_buffer_size", None) or _nothing
         return True
 
     # -- sending -------------------------------------------------------------------------------
@@ -187,10 +201,9 @@ class ViewerStream:
                 return False
             self.need_keyframe = False
         transport = self._transport
-        if transport.is_closing():
+        if self._is_closing():
             return False
-        get_buffer = getattr(transport, "get_write_buffer_size", None)
-        if get_buffer is not None and get_buffer() > WRITE_BUFFER_LIMIT:
+        if self._backlog() > WRITE_BUFFER_LIMIT:
             self.frames_skipped += 1
             if self.kind == "video":
                 self.need_keyframe = True
