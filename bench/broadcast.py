@@ -23,7 +23,8 @@ of the frames the composite produced in the measuring window (mean and minimum),
 viewers held at >= 95 % delivery, the end-to-end delay (median, p95) of the decoding sample, and
 the CPU that other processes on the machine used meanwhile (the figures mean little when that is
 high: run it on a quiet machine).
-A mode stops growing once its viewers get less than a quarter of the frames.
+A mode stops growing once its viewers get less than a quarter of the frames, or once two steps
+in a row held no viewer at 95 %.
 
     python bench/broadcast.py            # V = 10 50 100 200 400, 8 s windows
     python bench/broadcast.py --quick    # V = 10 50, 4 s windows
@@ -379,7 +380,7 @@ async def run_step(mode: str, viewers: int, window: float, processes: int) -> di
 
     first = [await w.mark() for w in workers]
     fanout0 = dict(server.stats["video"]) if mode == "encode-once" else {}
-    rtp0 = dict(server.stats["video_rtp"]) if mode == "encode-once" else {}
+    rtp0 = dict(server.stats.get("video_rtp", {})) if mode == "encode-once" else {}
     lag = LoopLag()
     frames0 = server.video.frames_sent
     machine0 = psutil.cpu_times()
@@ -391,7 +392,7 @@ async def run_step(mode: str, viewers: int, window: float, processes: int) -> di
     served = len(server.viewers)
     lag.stop()
     fanout1 = dict(server.stats["video"]) if mode == "encode-once" else {}
-    rtp1 = dict(server.stats["video_rtp"]) if mode == "encode-once" else {}
+    rtp1 = dict(server.stats.get("video_rtp", {})) if mode == "encode-once" else {}
     last = [await w.mark() for w in workers]
     for worker in workers:
         await worker.close()
@@ -503,6 +504,12 @@ async def bench(
                 )
             if result["delivered_mean"] < STOP_BELOW:
                 print(f"{mode:<12} stops here: viewers get less than {STOP_BELOW:.0%} of frames")
+                break
+            unheld = [r for r in results[-2:] if r["mode"] == mode and r["held"] == 0]
+            if len(unheld) == 2:
+                # more viewers cannot be held either; the baseline's encoders would only take
+                # the machine from everyone else
+                print(f"{mode:<12} stops here: two steps in a row held no viewer at 95 %")
                 break
     held = {}
     for mode in modes:
