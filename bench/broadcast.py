@@ -9,11 +9,13 @@ picture; V receive-only aiortc viewers watch it, for V = 10, 50, 100, 200, 400:
   bounded mode: the default buffered mode grows without bound once encoders fall behind) and
   aiortc's sender encodes VP8 + Opus for that viewer.
 
-Viewers run in separate processes (``--worker``, niced), spread over several of them. Most viewers count
-frames without decoding: the receiver's decoder thread is replaced by one that only counts the
-frames the jitter buffer completes, and its bandwidth estimator (REMB) is left out, both to keep
-the viewers' own CPU, which shares the machine with the server, low. A few viewers decode and read the clock stamped into the
-mediator's picture when the member frame was made, which gives the end-to-end delay.
+Viewers run in separate processes (``--worker``, niced), spread over several of them. Most
+viewers count frames without decoding: each is a real aiortc peer (ICE, DTLS handshake, SRTP keys,
+RTCP), but its SRTP packets are decrypted where they arrive and counted by the marker bit of the
+last packet of each video frame, without aiortc's per-packet queue, parser, jitter buffer and
+decoder, so that the viewers, which share the machine with the server, cost it little. A few
+viewers decode and read the clock stamped into the mediator's picture when the member frame was
+made, which gives the end-to-end delay.
 
 Printed per step: server CPU (percent of one core, total and per viewer, and the marginal cost per
 viewer above the idle broadcast), viewer processes' CPU, frames delivered per viewer as a share
@@ -21,7 +23,8 @@ of the frames the composite produced in the measuring window (mean and minimum),
 viewers held at >= 95 % delivery, the end-to-end delay (median, p95) of the decoding sample, and
 the CPU that other processes on the machine used meanwhile (the figures mean little when that is
 high: run it on a quiet machine).
-A mode stops growing once its viewers get less than a quarter of the frames.
+A mode stops growing once its viewers get less than a quarter of the frames, or once two steps
+in a row held no viewer at 95 %.
 
     python bench/broadcast.py            # V = 10 50 100 200 400, 8 s windows
     python bench/broadcast.py --quick    # V = 10 50, 4 s windows
@@ -67,43 +70,65 @@ STOP_BELOW = 0.25
 # viewers (separate processes)
 
 
-COUNTS: dict[int, int] = {}
+def count_frames_at_the_socket(pc: RTCPeerConnection, answer_sdp: str, counts, index) -> None:
+    """A viewer that counts frames without decoding: a real DTLS-SRTP peer whose SRTP packets are
+    decrypted as they arrive and counted by their RTP marker bit (the last packet of a video
+    frame), without aiortc's per-packet queue, parsing, jitter buffer and decoder. DTLS, STUN and
+    RTCP still take aiortc's own path."""
+    import pylibsrtp
+    from aiortc import sdp
+    from aiortc.rtp import is_rtcp
 
+    video = next(m for m in sdp.SessionDescription.parse(answer_sdp).media if m.kind == "video")
+    video_type = video.rtp.codecs[0].payloadType
+    dtls = pc.getTransceivers()[0].receiver.transport
+    connection = dtls.transport._connection
+    queue = connection._queue
 
-def counting_decoder_worker(loop, input_q, output_q, decode_error):
-    """Stands in for aiortc's decoder thread: counts completed frames, decodes nothing."""
-    key = id(output_q)
-    while True:
-        task = input_q.get()
-        if task is None:
-            asyncio.run_coroutine_threadsafe(output_q.put(None), loop)
+    def data_received(data: bytes, component: int) -> None:
+        srtp = dtls._rx_srtp
+        if srtp is None or not 127 < data[0] < 192 or is_rtcp(data):
+            queue.put_nowait((data, component))
             return
-        COUNTS[key] = COUNTS.get(key, 0) + 1
+        if data[1] & 0x7F != video_type:
+            return  # audio: not counted, not decrypted
+        try:
+            packet = srtp.unprotect(data)
+        except pylibsrtp.Error:
+            return  # not authentic: not counted
+        if packet[1] & 0x80:
+            counts[index] += 1
+
+    connection.data_received = data_received
 
 
-class NoBitrateEstimate:
-    """Stands in for the receiver's bandwidth estimator (REMB), a large share of an aiortc
-    receiver's CPU; the encode-once sender ignores REMB, and MediaRelay's encoders then simply
-    keep aiortc's default bitrate."""
+def skip_stun_parsing_for_media() -> None:
+    """aioice tries to parse every datagram as STUN first; RTP and RTCP (first byte 128-191)
+    never are, so the counting viewers hand them on directly."""
+    from aioice.ice import StunProtocol
 
-    def add(self, **_: object) -> None:
-        return None
+    parse_first = StunProtocol.datagram_received
+
+    def datagram_received(self, data, addr):
+        if 127 < data[0] < 192:
+            self.receiver.data_received(data, self.local_candidate.component)
+        else:
+            parse_first(self, data, addr)
+
+    StunProtocol.datagram_received = datagram_received
 
 
 async def worker_main(port: int, count: int, decode: bool, tile: list[int]) -> None:
     if not decode:
-        import aiortc.rtcrtpreceiver
-
-        aiortc.rtcrtpreceiver.decoder_worker = counting_decoder_worker
-        aiortc.rtcrtpreceiver.RemoteBitrateEstimator = NoBitrateEstimate
+        skip_stun_parsing_for_media()
     from aiortc.mediastreams import MediaStreamError
 
     from streaming.broadcast.synthetic import STAMP_MODULO, clock_ms, read_stamp
 
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     pcs: list[RTCPeerConnection] = []
-    video_tracks = []
     decoded = [0] * count
+    counted = [0] * count
     delays: list[int] = []
     measuring = False
 
@@ -127,12 +152,10 @@ async def worker_main(port: int, count: int, decode: bool, tile: list[int]) -> N
         pc.addTransceiver("audio", direction="recvonly")
 
         def on_track(track, index=index):
-            if track.kind == "video":
-                video_tracks.append((index, track))
-            if decode:
-                asyncio.ensure_future(consume(index, track, track.kind == "video"))
+            asyncio.ensure_future(consume(index, track, track.kind == "video"))
 
-        pc.on("track", on_track)
+        if decode:
+            pc.on("track", on_track)
         await pc.setLocalDescription(await pc.createOffer())
         writer.write((json.dumps({"offer": pc.localDescription.sdp}) + "\n").encode())
         await writer.drain()
@@ -141,15 +164,12 @@ async def worker_main(port: int, count: int, decode: bool, tile: list[int]) -> N
             print(json.dumps({"error": reply["error"]}), flush=True)
             return
         await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["answer"], type="answer"))
+        if not decode:
+            count_frames_at_the_socket(pc, reply["answer"], counted, index)
         pcs.append(pc)
 
     def frame_counts() -> list[int]:
-        if decode:
-            return list(decoded)
-        by_index = dict.fromkeys(range(count), 0)
-        for index, track in video_tracks:
-            by_index[index] = COUNTS.get(id(track._queue), 0)
-        return [by_index[i] for i in range(count)]
+        return list(decoded if decode else counted)
 
     for _ in range(600):
         if sum(1 for c in frame_counts() if c > 0) == count:
@@ -258,6 +278,8 @@ def make_scene():
 
 
 class Worker:
+    niceness = VIEWER_NICENESS
+
     def __init__(self, port: int, count: int, decode: bool, tile) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         # Niced: on a shared machine the viewers must not take the server's share of the CPU
@@ -265,7 +287,7 @@ class Worker:
         command = [
             "nice",
             "-n",
-            str(VIEWER_NICENESS),
+            str(Worker.niceness),
             sys.executable,
             str(Path(__file__).resolve()),
         ]
@@ -358,6 +380,7 @@ async def run_step(mode: str, viewers: int, window: float, processes: int) -> di
 
     first = [await w.mark() for w in workers]
     fanout0 = dict(server.stats["video"]) if mode == "encode-once" else {}
+    rtp0 = dict(server.stats.get("video_rtp", {})) if mode == "encode-once" else {}
     lag = LoopLag()
     frames0 = server.video.frames_sent
     machine0 = psutil.cpu_times()
@@ -366,8 +389,10 @@ async def run_step(mode: str, viewers: int, window: float, processes: int) -> di
     cpu1, t1 = me.cpu_times(), time.monotonic()
     machine1 = psutil.cpu_times()
     frames1 = server.video.frames_sent
+    served = len(server.viewers)
     lag.stop()
     fanout1 = dict(server.stats["video"]) if mode == "encode-once" else {}
+    rtp1 = dict(server.stats.get("video_rtp", {})) if mode == "encode-once" else {}
     last = [await w.mark() for w in workers]
     for worker in workers:
         await worker.close()
@@ -392,6 +417,7 @@ async def run_step(mode: str, viewers: int, window: float, processes: int) -> di
         "mode": mode,
         "viewers": viewers,
         "connected": connected,
+        "served": served,
         "setup_s": setup,
         "frames_sent": sent,
         "fps_sent": sent / elapsed,
@@ -409,6 +435,7 @@ async def run_step(mode: str, viewers: int, window: float, processes: int) -> di
         "delay_p95": percentile(delays, 0.95),
         "loop_lag_p95": percentile(lag.samples, 0.95) * 1000,
         "fanout": {k: fanout1[k] - fanout0.get(k, 0) for k in fanout1 if k != "subscribers"},
+        "rtp": {k: rtp1[k] - rtp0.get(k, 0) for k in rtp1},
     }
 
 
@@ -471,10 +498,18 @@ async def bench(
             print(row(result), flush=True)
             if verbose:
                 print(
-                    f"    loop lag p95 {result['loop_lag_p95']:.0f} ms; fanout {result['fanout']}"
+                    f"    server holds {result['served']} viewers at the end; "
+                    f"loop lag p95 {result['loop_lag_p95']:.0f} ms; fanout {result['fanout']}"
+                    f"; video RTP {result['rtp']}"
                 )
             if result["delivered_mean"] < STOP_BELOW:
                 print(f"{mode:<12} stops here: viewers get less than {STOP_BELOW:.0%} of frames")
+                break
+            unheld = [r for r in results[-2:] if r["mode"] == mode and r["held"] == 0]
+            if len(unheld) == 2:
+                # more viewers cannot be held either; the baseline's encoders would only take
+                # the machine from everyone else
+                print(f"{mode:<12} stops here: two steps in a row held no viewer at 95 %")
                 break
     held = {}
     for mode in modes:
@@ -500,6 +535,9 @@ def main() -> None:
         "--baseline-extra", type=int, nargs="*", default=[2, 5], help="extra V for MediaRelay"
     )
     parser.add_argument("--verbose", action="store_true", help="event-loop lag, fanout stats")
+    parser.add_argument(
+        "--viewer-nice", type=int, default=VIEWER_NICENESS, help="niceness of viewer processes"
+    )
     parser.add_argument("--worker", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--decode", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tile", help=argparse.SUPPRESS)
@@ -508,6 +546,7 @@ def main() -> None:
         tile = [int(v) for v in args.tile.split(",")]
         asyncio.run(worker_main(args.worker[0], args.worker[1], args.decode, tile))
         return
+    Worker.niceness = args.viewer_nice
     counts = args.viewers or ([10, 50] if args.quick else [10, 50, 100, 200, 400])
     window = args.window or (4.0 if args.quick else 8.0)
     asyncio.run(

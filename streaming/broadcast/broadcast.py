@@ -4,8 +4,9 @@
                         AudioMixerTrack     ─► tee ─► EncodedFanout (Opus) ─► viewer 1..N
                                                  └──► HlsWriter (H.264 + AAC) ─► media storage
 
-Viewers are receive-only ``RTCPeerConnection``s. Each one costs packetisation, encryption and
-sending, never an encode; a viewer that cannot keep up loses packets in its own bounded queue.
+Viewers are receive-only ``RTCPeerConnection``s. Each frame is also packetised once: per viewer
+there is only an RTP header, SRTP and a socket write, done for all viewers in one pass
+(``RtpFanout``); a viewer whose socket cannot keep up skips frames, nobody waits for it.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from aiortc import (
 from streaming.broadcast.audio import AudioMixerTrack
 from streaming.broadcast.compositor import CompositeVideoTrack
 from streaming.broadcast.hls import HlsWriter
+from streaming.broadcast.rtp_fanout import RtpFanout, ViewerStream
 from streaming.broadcast.scene import BroadcastMember, BroadcastState, Scene
 from streaming.broadcast.tee import FrameTee
-from streaming.media.fanout import EncodedFanout, PacketTrack, route_keyframe_requests
+from streaming.media.fanout import EncodedFanout, route_keyframe_requests
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +47,8 @@ class ViewerLimitReached(BroadcastError):
 class Viewer:
     viewer_id: str
     pc: RTCPeerConnection
-    video: PacketTrack
-    audio: PacketTrack | None
+    video: ViewerStream
+    audio: ViewerStream | None
 
 
 def _codecs(kind: str, mime_type: str):
@@ -85,6 +87,8 @@ class Broadcast:
         self.hls: HlsWriter | None = None
         self._video_fanout: EncodedFanout | None = None
         self._audio_fanout: EncodedFanout | None = None
+        self._video_rtp: RtpFanout | None = None
+        self._audio_rtp: RtpFanout | None = None
         self._tees: list[FrameTee] = []
         self._started = False
 
@@ -115,6 +119,8 @@ class Broadcast:
         self._audio_fanout = EncodedFanout(
             audio_tee.branch(queue_size=5), kind="audio", name="broadcast"
         )
+        self._video_rtp = RtpFanout(self._video_fanout)
+        self._audio_rtp = RtpFanout(self._audio_fanout, queue_size=10)
         if self.hls_directory is not None:
             self.hls = HlsWriter(
                 self.hls_directory,
@@ -142,6 +148,9 @@ class Broadcast:
         if self.hls is not None:
             keep = self.keep_replay if keep_replay is None else keep_replay
             replay = await self.hls.stop(keep=keep)
+        for rtp in (self._video_rtp, self._audio_rtp):
+            if rtp is not None:
+                await rtp.stop()
         for fanout in (self._video_fanout, self._audio_fanout):
             if fanout is not None:
                 await fanout.stop()
@@ -181,6 +190,7 @@ class Broadcast:
             "viewers": self.viewer_count,
             "frames_composed": self.video.frames_sent if self.video else 0,
             "video": dict(video_fanout),
+            "video_rtp": dict(self._video_rtp.stats) if self._video_rtp else {},
             "hls_frames": self.hls.frames_written if self.hls else 0,
         }
 
@@ -192,7 +202,7 @@ class Broadcast:
         Raises ViewerLimitReached at the limit and BroadcastError for an offer that cannot
         receive this broadcast (malformed, or without VP8 video).
         """
-        if not self._started or self._video_fanout is None or self._audio_fanout is None:
+        if not self._started or self._video_rtp is None or self._audio_rtp is None:
             raise BroadcastError("the broadcast has not started")
         if len(self.viewers) >= self.viewer_limit:
             raise ViewerLimitReached("this session has reached its WebRTC viewer limit")
@@ -204,19 +214,16 @@ class Broadcast:
             kinds = {t.kind for t in pc.getTransceivers()}
             if "video" not in kinds:
                 raise BroadcastError("the offer has no video to receive")
-            video = self._video_fanout.subscribe()
-            # A viewer that asked for no sound gets none: an unread subscriber only drops packets.
-            audio = self._audio_fanout.subscribe() if "audio" in kinds else None
             for transceiver in pc.getTransceivers():
                 if transceiver.kind == "video":
                     # The packets are VP8 already: that is the only codec this sender can offer.
                     transceiver.setCodecPreferences(_codecs("video", "video/VP8"))
                 elif transceiver.kind == "audio":
                     transceiver.setCodecPreferences(_codecs("audio", "audio/opus"))
-            video_sender = pc.addTrack(video)
-            if "audio" in kinds:
-                pc.addTrack(audio)
-            route_keyframe_requests(video_sender, video)
+            video = self._video_rtp.add_viewer(pc)
+            # A viewer that asked for no sound gets none.
+            audio = self._audio_rtp.add_viewer(pc) if "audio" in kinds else None
+            route_keyframe_requests(video.sender, self._video_fanout)
             await pc.setLocalDescription(await pc.createAnswer())
         except BroadcastError:
             await self._discard(pc, video, audio)
@@ -250,8 +257,8 @@ class Broadcast:
         await self._discard(viewer.pc, viewer.video, viewer.audio)
 
     @staticmethod
-    async def _discard(pc: RTCPeerConnection, *tracks: PacketTrack | None) -> None:
-        for track in tracks:
-            if track is not None:
-                track.stop()
+    async def _discard(pc: RTCPeerConnection, *streams: ViewerStream | None) -> None:
+        for stream in streams:
+            if stream is not None:
+                stream.close()
         await pc.close()
