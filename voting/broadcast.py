@@ -194,15 +194,27 @@ def call_later(delay: float, func, *args: Any) -> bool:
     return True
 
 
+# How often a hub compares what it delivered with the room's last seq in the database.
+TAIL_CHECK_SECONDS = 2.0
+
+
 class RoomHub:
     """This process's subscription to one room: one channel in the room's group, fanned out to
-    the local consumers."""
+    the local consumers.
+
+    Redis pub/sub keeps nothing for a subscriber that is reconnecting (Redis restarted): what was
+    published meanwhile never arrives. Viewers see a gap and fill it once a later event comes, but
+    nothing tells them about a lost *last* batch. So the hub checks the room's last seq now and
+    then, and when it stays ahead of what the hub delivered, delivers the missing tail from the
+    database (one query per process and room, whatever the number of viewers)."""
 
     def __init__(self, room_id: int) -> None:
         self.room_id = room_id
         self.members: set[Any] = set()
         self.channel: str | None = None
         self.task: asyncio.Task | None = None
+        self.tail: asyncio.Task | None = None
+        self.delivered = -1  # the highest seq handed to the local viewers; -1: not known yet
         self.ready = asyncio.Lock()
 
     async def join(self, consumer: Any) -> None:
@@ -212,6 +224,7 @@ class RoomHub:
                 self.channel = await layer.new_channel("hub.")
                 await layer.group_add(room_group(self.room_id), self.channel)
                 self.task = asyncio.ensure_future(self._run(layer, self.channel))
+                self.tail = asyncio.ensure_future(self._watch_tail())
         self.members.add(consumer)
 
     async def leave(self, consumer: Any) -> None:
@@ -224,19 +237,67 @@ class RoomHub:
             task, channel = self.task, self.channel
             self.task = self.channel = None
             task.cancel()
+            if self.tail is not None:
+                self.tail.cancel()
+                self.tail = None
             await get_channel_layer().group_discard(room_group(self.room_id), channel)
 
     async def _run(self, layer: Any, channel: str) -> None:
         while True:
             message = await layer.receive(channel)
-            for n, consumer in enumerate(list(self.members), start=1):
-                try:
-                    await consumer.deliver(message)
-                except Exception:  # one broken socket must not starve the others
-                    logger.exception("delivery to a viewer failed")
-                if n % 200 == 0:
-                    # Let incoming comments and acks through between slices of a big room.
-                    await asyncio.sleep(0)
+            await self._deliver(message)
+
+    async def _deliver(self, message: dict[str, Any]) -> None:
+        self.delivered = max(self.delivered, message.get("last", 0))
+        for n, consumer in enumerate(list(self.members), start=1):
+            try:
+                await consumer.deliver(message)
+            except Exception:  # one broken socket must not starve the others
+                logger.exception("delivery to a viewer failed")
+            if n % 200 == 0:
+                # Let incoming comments and acks through between slices of a big room.
+                await asyncio.sleep(0)
+
+    async def _watch_tail(self) -> None:
+        from channels.db import database_sync_to_async
+
+        behind = False
+        while True:
+            await asyncio.sleep(TAIL_CHECK_SECONDS)
+            try:
+                last = await database_sync_to_async(_room_last_seq, thread_sensitive=False)(
+                    self.room_id
+                )
+                if self.delivered < 0:
+                    self.delivered = last  # nothing to catch up on from before this hub
+                elif last <= self.delivered:
+                    behind = False
+                elif not behind:
+                    behind = True  # maybe still on its way: look again next time
+                else:
+                    events = await database_sync_to_async(_events_after, thread_sensitive=False)(
+                        self.room_id, self.delivered
+                    )
+                    if events:
+                        await self._deliver(group_message(events))
+                    behind = False
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database away for a moment: try again next time
+                logger.exception("room tail check failed")
+
+
+def _room_last_seq(room_id: int) -> int:
+    from .models import Room
+
+    return Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
+
+
+def _events_after(room_id: int, after: int) -> list[dict[str, Any]]:
+    from .models import Room
+    from .selectors import events_after
+
+    return events_after(Room(pk=room_id), after)
 
 
 async def hub_join(room_id: int, consumer: Any) -> None:

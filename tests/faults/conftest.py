@@ -137,7 +137,9 @@ def session_cookie(user, url: str) -> dict:
 class Worker:
     """`celery worker` in its own process (solo pool: the task runs in the process we kill)."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, env: dict[str, str], log_dir: Path, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.name = name
         self.log = open(log_dir / f"celery-{name}.log", "w")  # noqa: SIM115
         self.process = subprocess.Popen(
@@ -157,12 +159,21 @@ class Worker:
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
+                *extra_args,
             ],
             cwd=settings.BASE_DIR,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
+
+    def ready(self) -> bool:
+        with open(self.log.name) as log:
+            return "ready." in log.read()
+
+    def output(self) -> str:
+        with open(self.log.name) as log:
+            return log.read()
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
@@ -194,11 +205,19 @@ def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
 def worker_factory(transactional_db, tmp_path) -> Iterator:
     workers: list[Worker] = []
 
-    def make(name: str, env: dict[str, str]) -> Worker:
-        worker = Worker(name, env, tmp_path)
+    def make(name: str, env: dict[str, str], *extra_args: str) -> Worker:
+        worker = Worker(name, env, tmp_path, extra_args)
         workers.append(worker)
         return worker
 
     yield make
     for worker in workers:
         worker.stop()
+
+
+def wait_for(condition, what: str, limit: float = 60.0) -> None:
+    give_up = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.1)

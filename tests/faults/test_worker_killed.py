@@ -2,30 +2,15 @@
 another worker (late acknowledgement; the visibility timeout is set short here) and its effect,
 a text message, happens once."""
 
-import time
-
 import pytest
 
 from accounts import services
 from accounts.models import Channel, Notification
 from tests.faults.celery_broker import celery_broker
-from tests.faults.conftest import worker_env
+from tests.faults.conftest import wait_for, worker_env
 from tests.faults.gateway import Gateway
 
 pytestmark = [pytest.mark.faults, pytest.mark.worker]
-
-
-def wait_for(condition, what: str, limit: float = 60.0) -> None:
-    give_up = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > give_up:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.1)
-
-
-def ready(worker) -> bool:
-    with open(worker.log.name) as log:
-        return "ready." in log.read()
 
 
 def test_a_task_killed_midway_runs_again_on_another_worker_and_sends_once(
@@ -43,7 +28,7 @@ def test_a_task_killed_midway_runs_again_on_another_worker_and_sends_once(
     )
     try:
         first = worker_factory("first", env)
-        wait_for(lambda: ready(first), "the first worker")
+        wait_for(first.ready, "the first worker")
         with celery_broker(private_redis.url()):
             notification = services.notification_send(
                 channel=Channel.SMS,
@@ -55,7 +40,7 @@ def test_a_task_killed_midway_runs_again_on_another_worker_and_sends_once(
         # the first worker is handing the message to the gateway, which holds the answer
         wait_for(lambda: len(gateway.requests) == 1, "the first hand-over")
         second = worker_factory("second", env)
-        wait_for(lambda: ready(second), "the second worker")
+        wait_for(second.ready, "the second worker")
         first.kill()
         wait_for(
             lambda: Notification.objects.get(pk=notification.pk).status == "sent",
@@ -65,8 +50,7 @@ def test_a_task_killed_midway_runs_again_on_another_worker_and_sends_once(
         gateway.close()
 
     notification.refresh_from_db()
-    with open(second.log.name) as log:
-        second_log = log.read()
+    second_log = second.output()
     # the task ran again, on the other worker, with the same key: one message went out
     assert len(gateway.requests) == 2
     assert {r["key"] for r in gateway.requests} == {notification.dedupe_key}
