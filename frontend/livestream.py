@@ -25,6 +25,7 @@ from streaming.broadcast.selectors import (
 )
 from streaming.broadcast.services import broadcast_pause
 from streaming.broadcast.station import hls_url
+from voting.views import live_panel_context
 
 HOME_LIMIT = 12
 
@@ -75,6 +76,8 @@ def watch(request: HttpRequest, public_id: str) -> HttpResponse:
         "hls_url": hls_url(public_id),
         "ice_servers": json.dumps(settings.ICE_SERVERS),
         "force_hls": request.GET.get("hls") == "1",
+        # the comments and polls beside the video
+        **live_panel_context(request, public_id),
     }
     return render(request, "frontend/watch.html", context)
 

@@ -1,5 +1,7 @@
 // The watch page: WebRTC from the media node by default; HLS (hls.js, or the browser's own player)
-// when WebRTC is missing, fails, or the node has reached its viewer limit.
+// when WebRTC is missing, fails, or the node has reached its viewer limit. A dropped socket (the
+// server restarted, the network went away) is reopened with backoff, and a WebRTC viewer makes a
+// fresh offer on the new socket: the node that answered the old one may be gone.
 (function () {
   "use strict";
   const root = document.getElementById("watch");
@@ -15,7 +17,10 @@
     (el) => { texts[el.dataset.key] = el.textContent; });
   const hlsUrl = root.dataset.hls;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/ws/watch/${root.dataset.publicId}/`);
+  const socketUrl = `${scheme}://${location.host}/ws/watch/${root.dataset.publicId}/`;
+  let socket = null;
+  let backoff = 500;
+  let reopened = false;
   let pc = null;
   let mode = null;
   let hls = null;
@@ -107,12 +112,17 @@
       if (hls) { hls.stopLoad(); }
     } else if (mode === null) {
       if (root.dataset.forceHls) playHls(); else playWebRtc();
+    } else if (reopened && mode === "webrtc") {
+      closePeer();
+      playWebRtc();
     }
+    reopened = false;
   }
 
-  socket.addEventListener("message", async (event) => {
+  async function onMessage(event) {
     const message = JSON.parse(event.data);
     if (message.type === "watch.state") {
+      backoff = 500;
       showState(message);
     } else if (message.type === "watch.answer" && pc) {
       clearTimeout(answerTimer);
@@ -123,8 +133,21 @@
       if (mode === "webrtc" && message.code === "offer_refused") playHls();
       else showError(message.message);
     }
-  });
-  socket.addEventListener("close", (event) => {
-    if (event.code === 4403 || event.code === 4404) closePeer();
-  });
+  }
+
+  function connect() {
+    socket = new WebSocket(socketUrl);
+    socket.addEventListener("message", onMessage);
+    socket.addEventListener("close", (event) => {
+      if (event.code === 4403 || event.code === 4404) { closePeer(); return; }
+      if (root.dataset.state === "ended") return;
+      reopened = true;
+      root.dataset.socket = "reconnecting";
+      setTimeout(connect, backoff);
+      backoff = Math.min(backoff * 2, 4000);
+    });
+    socket.addEventListener("open", () => { root.dataset.socket = "open"; });
+  }
+
+  connect();
 })();
