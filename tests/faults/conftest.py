@@ -7,7 +7,6 @@ The machine's shared Redis (6379) is never stopped: each test that takes Redis a
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from django.conf import settings
 from django.db import connection
 from django.test import Client
@@ -29,74 +27,14 @@ from tests.e2e.conftest import (  # noqa: F401  (fixtures used by the tests here
     _free_port,
     browser,
 )
-
-REDIS_SERVER = os.environ.get(
-    "REDIS_SERVER", shutil.which("redis-server") or "/usr/bin/redis-server"
-)
-
-
-class PrivateRedis:
-    """A `redis-server` of this test alone, with the append-only file production uses
-    (docker/compose.yaml), so stopping and starting it keeps what was queued."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = _free_port()
-        self.directory = directory
-        self.process: subprocess.Popen | None = None
-        self.log = open(directory / "redis.log", "a")  # noqa: SIM115
-        self.start()
-
-    def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--appendonly",
-                "yes",
-                "--save",
-                "",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start: see {self.log.name}") from None
-                time.sleep(0.05)
-            finally:
-                client.close()
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+from tests.faults.redis_server import REDIS_SERVER, PrivateRedis
 
 
 @pytest.fixture
 def private_redis(tmp_path) -> Iterator[PrivateRedis]:
     if not Path(REDIS_SERVER).exists():
         pytest.fail(f"redis-server not found at {REDIS_SERVER}: install Debian's redis-server")
-    server = PrivateRedis(tmp_path)
+    server = PrivateRedis(tmp_path, _free_port())
     try:
         yield server
     finally:

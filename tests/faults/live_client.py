@@ -37,6 +37,8 @@ class LiveClient:
         self.connects = 0
         self.drops = 0
         self.longest_gap = 0.0
+        self.longest_silence = 0.0  # between two comments applied, once the first came
+        self.last_comment_at: float | None = None
         self.down_since: float | None = time.monotonic()
         self.connected = asyncio.Event()
         self.ws = None
@@ -71,6 +73,8 @@ class LiveClient:
                             self._on_frame(frame)
             except (OSError, TimeoutError, WebSocketException):
                 pass
+            except Exception as exc:  # noqa: BLE001 - a client never gives up; say what happened
+                self.errors.append({"type": "client", "message": repr(exc)})
             self.ws = None
             if self._stop:
                 break
@@ -142,6 +146,10 @@ class LiveClient:
     def _apply(self, event: dict) -> None:
         if event.get("kind") != "comment":
             return
+        now = time.monotonic()
+        if self.last_comment_at is not None:
+            self.longest_silence = max(self.longest_silence, now - self.last_comment_at)
+        self.last_comment_at = now
         ids = self.comment_ids.setdefault(event["text"], set())
         if event["id"] not in ids:
             ids.add(event["id"])
