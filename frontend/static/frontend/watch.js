@@ -102,6 +102,7 @@
   }
 
   function showState(message) {
+    errorEl.hidden = true;
     stateEl.dataset.state = message.state;
     stateEl.textContent = texts[message.state] || message.state;
     viewersEl.textContent = texts.viewers.replace("%(n)s", message.viewers);
