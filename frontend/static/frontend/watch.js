@@ -136,19 +136,39 @@
     }
   }
 
+  let heardAt = 0;
+
   function connect() {
-    socket = new WebSocket(socketUrl);
-    socket.addEventListener("message", onMessage);
-    socket.addEventListener("close", (event) => {
-      if (event.code === 4403 || event.code === 4404) { closePeer(); return; }
-      if (root.dataset.state === "ended") return;
-      reopened = true;
-      root.dataset.socket = "reconnecting";
-      setTimeout(connect, backoff);
-      backoff = Math.min(backoff * 2, 4000);
-    });
-    socket.addEventListener("open", () => { root.dataset.socket = "open"; });
+    const ws = new WebSocket(socketUrl);
+    socket = ws;
+    heardAt = Date.now();
+    ws.addEventListener("message", (event) => { heardAt = Date.now(); onMessage(event); });
+    ws.addEventListener("close", (event) => lost(ws, event.code));
+    ws.addEventListener("open", () => { root.dataset.socket = "open"; });
   }
+
+  function lost(ws, code) {
+    if (ws !== socket) return;
+    socket = null;
+    if (code === 4403 || code === 4404) { closePeer(); return; }
+    if (root.dataset.state === "ended") return;
+    reopened = true;
+    root.dataset.socket = "reconnecting";
+    setTimeout(connect, backoff);
+    backoff = Math.min(backoff * 2, 4000);
+  }
+
+  // A dead network closes nothing: ping, and reopen a socket silent for too long.
+  setInterval(() => {
+    if (!socket || socket.readyState !== WebSocket.OPEN) return;
+    if (Date.now() - heardAt > 15000) {
+      const silent = socket;
+      lost(silent, 0);
+      try { silent.close(); } catch (e) { /* already closing */ }
+      return;
+    }
+    send({ type: "ping" });
+  }, 5000);
 
   connect();
 })();
