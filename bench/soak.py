@@ -24,6 +24,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -130,7 +131,7 @@ class WatchClient:
                 break
             if self.up:
                 self.up, self.down_since = False, time.monotonic()
-            await asyncio.sleep(retry)
+            await asyncio.sleep(retry * (0.5 + random.random()))  # jitter, as watch.js
             retry = min(retry * 2, 3.0)
 
     async def stop(self) -> None:

@@ -130,7 +130,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNEL_PREFIX", "cloudbench")},
+            "CONFIG": {
+                # Timeouts: a call to a Redis that went away fails instead of holding the
+                # layer's connection lock (every new socket waits for it) for ever.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 5, "socket_connect_timeout": 2}],
+                "prefix": env_str("CHANNEL_PREFIX", "cloudbench"),
+            },
         }
     }
     CACHES = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import time
 from collections import Counter
 
@@ -82,7 +83,7 @@ class LiveClient:
                 self.connected.clear()
                 self.drops += 1
                 self.down_since = time.monotonic()
-            await asyncio.sleep(retry)
+            await asyncio.sleep(retry * (0.5 + random.random()))  # jitter, as live.js
             retry = min(retry * 2, RETRY_MAX)
 
     async def stop(self) -> None:

@@ -154,7 +154,7 @@
     if (root.dataset.state === "ended") return;
     reopened = true;
     root.dataset.socket = "reconnecting";
-    setTimeout(connect, backoff);
+    setTimeout(connect, backoff * (0.5 + Math.random()));  // jitter: not all viewers at once
     backoff = Math.min(backoff * 2, 4000);
   }
 

@@ -80,7 +80,7 @@
     reconnecting = true;
     notice(text.reconnecting);
     root.dataset.state = "reconnecting";
-    setTimeout(connectSocket, wsBackoff);
+    setTimeout(connectSocket, wsBackoff * (0.5 + Math.random()));  // jitter: not all at once
     wsBackoff = Math.min(wsBackoff * 2, 3000);
   }
 

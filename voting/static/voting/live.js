@@ -235,7 +235,8 @@
     socket = null;
     if (code === 4404) { setStatus(""); return; }
     setStatus(d.tOffline);
-    setTimeout(connect, backoff);
+    // jitter: hundreds of viewers dropped at once must not all knock again in the same instant
+    setTimeout(connect, backoff * (0.5 + Math.random()));
     backoff = Math.min(backoff * 2, 4000);
   }
 
