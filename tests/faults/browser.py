@@ -15,11 +15,16 @@ COMMENT_TEXTS = """() => [...document.querySelectorAll('#live-panel .comments li
     .map(el => el.textContent)"""
 
 
-def advancing(page, script: str, *, over: float = 1.0) -> bool:
-    """Whether the media time read by `script` moves on (the picture is not frozen)."""
+def advancing(page, script: str, *, within: float = 20.0) -> bool:
+    """Whether the media time read by `script` moves on by a second (the picture is not frozen)
+    before `within` seconds have passed."""
     before = page.evaluate(script)
-    time.sleep(over)  # lets it play; this waits, it asserts no duration
-    return page.evaluate(script) > before
+    give_up = time.monotonic() + within
+    while time.monotonic() < give_up:
+        if page.evaluate(script) > before + 1.0:
+            return True
+        time.sleep(0.25)
+    return False
 
 
 def post_comment(page, text: str) -> None:
