@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -69,8 +70,28 @@ def notification_send(
         else:
             from .tasks import deliver_notification
 
-            transaction.on_commit(lambda: deliver_notification.delay(notification.pk))
+            # robust: with the broker down the row stays queued and the resend sweep
+            # (notifications_resend_stale) hands it to a worker later; the caller's work stands.
+            transaction.on_commit(lambda: deliver_notification.delay(notification.pk), robust=True)
     return notification
+
+
+def notifications_resend_stale(*, older_than: timedelta) -> int:
+    """Hand every message still queued after `older_than` to a worker again: its task was lost
+    (the broker was down when it was queued, or the queue was purged). Sending twice is safe:
+    delivery locks the row and sends a message at most once. Returns how many were handed on."""
+    from .tasks import deliver_notification
+
+    stale = list(
+        Notification.objects.filter(
+            status=Notification.Status.QUEUED, updated_at__lt=timezone.now() - older_than
+        )
+        .exclude(channel=Channel.IN_APP)
+        .values_list("pk", flat=True)[:1000]
+    )
+    for pk in stale:
+        deliver_notification.delay(pk)
+    return len(stale)
 
 
 def notify_person(
@@ -123,7 +144,12 @@ def notification_deliver(*, notification_id: int) -> str:
         notification.attempts += 1
         try:
             if notification.channel == Channel.SMS:
-                get_backend().send(phone=notification.phone, body=notification.body)
+                # the key lets the gateway drop a repeat: a worker killed after handing the
+                # message over (but before it committed) leaves the row queued, and the task runs
+                # again on another worker
+                get_backend().send(
+                    phone=notification.phone, body=notification.body, key=notification.dedupe_key
+                )
             elif notification.channel == Channel.EMAIL:
                 send_mail(
                     notification.subject or notification.kind,

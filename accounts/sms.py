@@ -22,13 +22,15 @@ class SmsError(Exception):
 
 
 class SmsBackend(Protocol):
-    def send(self, *, phone: str, body: str) -> None: ...
+    # `key` is the same for every attempt at one message: a gateway that honours it sends the
+    # message once however often it is handed over.
+    def send(self, *, phone: str, body: str, key: str = "") -> None: ...
 
 
 class ConsoleOutboxBackend:
     """For the embedded demo and tests: keeps messages in the database for the dev outbox page."""
 
-    def send(self, *, phone: str, body: str) -> None:
+    def send(self, *, phone: str, body: str, key: str = "") -> None:
         from .models import SmsOutboxMessage
 
         SmsOutboxMessage.objects.create(phone=phone, body=body)
@@ -36,8 +38,9 @@ class ConsoleOutboxBackend:
 
 
 class HttpGatewayBackend:
-    """POSTs JSON {"phone", "text"} to SMS_GATEWAY_URL with a bearer token; retries with backoff
-    on connection errors and 5xx answers, gives up at once on 4xx (a retry would not help)."""
+    """POSTs JSON {"phone", "text"} to SMS_GATEWAY_URL with a bearer token and the message's
+    `Idempotency-Key`; retries with backoff on connection errors and 5xx answers, gives up at once
+    on 4xx (a retry would not help)."""
 
     def __init__(self, url: str | None = None, token: str | None = None) -> None:
         self.url = url or settings.SMS_GATEWAY_URL
@@ -45,17 +48,17 @@ class HttpGatewayBackend:
         if not self.url.startswith(("https://", "http://")):
             raise SmsError("SMS_GATEWAY_URL must be an http(s) URL")
 
-    def send(self, *, phone: str, body: str) -> None:
+    def send(self, *, phone: str, body: str, key: str = "") -> None:
         payload = json.dumps({"phone": phone, "text": body}).encode()
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
+        if key:
+            headers["Idempotency-Key"] = key
         last_error = ""
         for attempt in range(settings.SMS_GATEWAY_RETRIES):
             request = urllib.request.Request(  # noqa: S310 - scheme checked in __init__
                 self.url,
                 data=payload,
-                headers={
-                    "Content-Type": "application/json",
-                    "Authorization": f"Bearer {self.token}",
-                },
+                headers=headers,
                 method="POST",
             )
             try:

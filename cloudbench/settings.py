@@ -141,7 +141,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # Timeouts: a call to a Redis that went away fails instead of holding the
+                # layer's connection lock (every new socket waits for it) for ever.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 5, "socket_connect_timeout": 2}],
                 "prefix": env_str("CHANNEL_PREFIX") or f"cloudbench{_redis_db(REDIS_URL)}",
             },
         }
@@ -168,7 +170,15 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+# Late acknowledgement: a task whose worker died unacknowledged goes back to the queue once its
+# visibility timeout has passed. Workers look for such tasks every interval x throttle seconds
+# (kombu's default is 100 s); with a short timeout they look as often as the timeout allows.
+_visibility_timeout = env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": _visibility_timeout,
+    "unacked_restore_interval": max(1, min(10, _visibility_timeout // 3)),
+    "unacked_restore_throttle": 1 if _visibility_timeout < 600 else 10,
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- auth: custom user, allauth phone + code sign-in, MFA for staff ---------------------------
@@ -273,6 +283,8 @@ SMS_GATEWAY_URL = env_str("SMS_GATEWAY_URL")
 SMS_GATEWAY_TOKEN = env_str("SMS_GATEWAY_TOKEN")
 SMS_GATEWAY_TIMEOUT = float(env_str("SMS_GATEWAY_TIMEOUT", "5"))
 SMS_GATEWAY_RETRIES = env_int("SMS_GATEWAY_RETRIES", 3)
+# A queued message whose delivery task was lost is handed to a worker again after this long.
+NOTIFICATION_RESEND_AFTER_SECONDS = env_int("NOTIFICATION_RESEND_AFTER_SECONDS", 120)
 # The dev-only page that shows what the console backend "sent", so a newcomer can sign in.
 # It shows everyone's sign-in codes: never on by default behind HTTPS (production).
 SMS_OUTBOX_PAGE = env_bool(

@@ -66,6 +66,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             role=self.access.role,
             label=self.access.label,
             record=self.access.record,
+            admitted=self.access.admitted,
         )
 
     async def disconnect(self, code: int) -> None:

@@ -7,7 +7,7 @@ or the room's group. It runs in the media node process (``manage.py runworker me
 in the embedded setup (``MEDIA_NODE_INPROCESS``), as a task in the web process consuming the
 same channel: one code path either way.
 
-    room.enter    {public_id, member, role, label, reply_to, record}
+    room.enter    {public_id, member, role, label, reply_to, record, admitted}
     room.offer    {public_id, member, offer, reconnect, ref}
     room.leave    {public_id, member}
     room.exit     {public_id, member, reply_to}       the member's socket closed
@@ -181,7 +181,7 @@ class RoomDirector:
             role=m["role"],
             label=m["label"],
             channel=channel,
-            admitted=m["role"] in HOSTS or member_id in room.admitted,
+            admitted=m["role"] in HOSTS or member_id in room.admitted or bool(m.get("admitted")),
             in_media=bool(previous and previous.in_media),
             muted=previous.muted if previous else {"audio": False, "video": False},
         )

@@ -11,7 +11,7 @@ from django.http import Http404
 from django.utils.translation import gettext as _
 
 from accounts.models import User
-from mediation_room.models import ConsentKind, Hearing
+from mediation_room.models import CaseEvent, ConsentKind, Hearing
 from mediation_room.selectors import access_hearing_for_user, case_role_for_user
 from mediation_room.services import consents_all_granted
 
@@ -50,6 +50,9 @@ class RoomAccess:
     member_id: str
     label: str
     record: bool
+    # admitted earlier in this hearing: a member coming back (a dropped network, a restarted
+    # server that forgot the lobby) goes straight in, without the mediator admitting them again
+    admitted: bool = False
 
 
 def room_member_id(public_id: str, user_id: int) -> str:
@@ -72,15 +75,33 @@ def room_access_for_user(user: User, public_id: str) -> RoomAccess:
         raise RoomRefused("forbidden", _("You are not a member of this mediation room."))
     if hearing.state not in OPEN_STATES:
         raise RoomRefused("closed", _("This hearing has ended or was cancelled."))
+    member_id = room_member_id(hearing.public_id, user.pk)
     return RoomAccess(
         public_id=hearing.public_id,
         hearing_id=hearing.pk,
         case_id=hearing.case_id,
         role=role,
-        member_id=room_member_id(hearing.public_id, user.pk),
+        member_id=member_id,
         label=str(role_label(role)),
         record=consents_all_granted(hearing.case, ConsentKind.RECORDING),
+        admitted=member_was_admitted(hearing, member_id),
     )
+
+
+def member_was_admitted(hearing: Hearing, member_id: str) -> bool:
+    """Whether the audit trail's last word on this member in this hearing is an admission."""
+    last = (
+        CaseEvent.objects.filter(
+            case_id=hearing.case_id,
+            kind__in=("room_member_admitted", "room_member_removed"),
+            data__hearing=hearing.public_id,
+            data__member=member_id,
+        )
+        .order_by("-created_at", "-pk")
+        .values_list("kind", flat=True)
+        .first()
+    )
+    return last == "room_member_admitted"
 
 
 def recording_consent(public_id: str) -> bool:

@@ -74,15 +74,22 @@ class WatchConsumer(AsyncWebsocketConsumer):
 
     async def _ask_for_state(self) -> None:
         # A channel-layer message to a node that is not listening yet (just started, or
-        # restarting) is lost, not queued: ask again until the node answers.
-        for attempt in range(STATE_ATTEMPTS):
-            await self._to_node({"type": "broadcast.snapshot", "reply_to": self.channel_name})
+        # restarting) is lost, not queued: ask again until the node answers. After a while the
+        # viewer is told, and the asking goes on, slower, for as long as the socket is open.
+        attempt = 0
+        while True:
+            with contextlib.suppress(Exception):  # Redis away for a moment: ask again
+                await self._to_node({"type": "broadcast.snapshot", "reply_to": self.channel_name})
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._state_seen.wait(), 0.25 * (attempt + 1))
+                await asyncio.wait_for(self._state_seen.wait(), min(0.25 * (attempt + 1), 3.0))
                 return
-        await self._send(
-            watch_error_frame("unavailable", _("The livestream is not available right now."))
-        )
+            attempt += 1
+            if attempt == STATE_ATTEMPTS:
+                await self._send(
+                    watch_error_frame(
+                        "unavailable", _("The livestream is not available right now.")
+                    )
+                )
 
     async def disconnect(self, code: int) -> None:
         asking = getattr(self, "_asking", None)

@@ -52,11 +52,14 @@ def _database_url() -> str:
 
 
 class LiveServer:
-    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
-        self.port = _free_port()
+    """daphne in a subprocess. `restart()` starts a fresh process on the same port, as a deploy
+    or a crash followed by the supervisor's restart would."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None, *, port: int | None = None) -> None:
+        self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # The server runs with Django's async-safety guard on, as in production.
-        env = {
+        self.env = {
             **{k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"},
             "DATABASE_URL": _database_url(),
             "DJANGO_DEBUG": "0",
@@ -70,6 +73,9 @@ class LiveServer:
             **(extra_env or {}),
         }
         self.log = open(ARTIFACTS.parent / f"daphne-{self.port}.log", "w")  # noqa: SIM115
+        self.start()
+
+    def start(self) -> None:
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -82,7 +88,7 @@ class LiveServer:
                 "asgi:application",
             ],
             cwd=settings.BASE_DIR,
-            env=env,
+            env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -100,12 +106,25 @@ class LiveServer:
                 time.sleep(0.2)
         raise RuntimeError("daphne did not start in 30 s")
 
-    def stop(self) -> None:
-        self.process.terminate()
+    def halt(self, *, kill: bool = False) -> None:
+        """Stop the process (SIGKILL with `kill`, as in a crash) and wait for it to go."""
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
         try:
             self.process.wait(timeout=3)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
+
+    def restart(self, *, kill: bool = False, down_for: float = 0.0) -> None:
+        self.halt(kill=kill)
+        time.sleep(down_for)
+        self.start()
+
+    def stop(self) -> None:
+        self.halt()
         self.log.close()
 
 

@@ -1,5 +1,7 @@
 // The watch page: WebRTC from the media node by default; HLS (hls.js, or the browser's own player)
-// when WebRTC is missing, fails, or the node has reached its viewer limit.
+// when WebRTC is missing, fails, or the node has reached its viewer limit. A dropped socket (the
+// server restarted, the network went away) is reopened with backoff, and a WebRTC viewer makes a
+// fresh offer on the new socket: the node that answered the old one may be gone.
 (function () {
   "use strict";
   const root = document.getElementById("watch");
@@ -15,7 +17,10 @@
     (el) => { texts[el.dataset.key] = el.textContent; });
   const hlsUrl = root.dataset.hls;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/ws/watch/${root.dataset.publicId}/`);
+  const socketUrl = `${scheme}://${location.host}/ws/watch/${root.dataset.publicId}/`;
+  let socket = null;
+  let backoff = 500;
+  let reopened = false;
   let pc = null;
   let mode = null;
   let hls = null;
@@ -103,6 +108,7 @@
   }
 
   function showState(message) {
+    errorEl.hidden = true;
     stateEl.dataset.state = message.state;
     stateEl.textContent = texts[message.state] || message.state;
     viewersEl.textContent = texts.viewers.replace("%(n)s", message.viewers);
@@ -113,12 +119,17 @@
       if (hls) { hls.stopLoad(); }
     } else if (mode === null) {
       if (root.dataset.forceHls) playHls(); else playWebRtc();
+    } else if (reopened && mode === "webrtc") {
+      closePeer();
+      playWebRtc();
     }
+    reopened = false;
   }
 
-  socket.addEventListener("message", async (event) => {
+  async function onMessage(event) {
     const message = JSON.parse(event.data);
     if (message.type === "watch.state") {
+      backoff = 500;
       showState(message);
     } else if (message.type === "watch.answer" && pc) {
       clearTimeout(answerTimer);
@@ -129,8 +140,41 @@
       if (mode === "webrtc" && message.code === "offer_refused") playHls();
       else showError(message.message);
     }
-  });
-  socket.addEventListener("close", (event) => {
-    if (event.code === 4403 || event.code === 4404) closePeer();
-  });
+  }
+
+  let heardAt = 0;
+
+  function connect() {
+    const ws = new WebSocket(socketUrl);
+    socket = ws;
+    heardAt = Date.now();
+    ws.addEventListener("message", (event) => { heardAt = Date.now(); onMessage(event); });
+    ws.addEventListener("close", (event) => lost(ws, event.code));
+    ws.addEventListener("open", () => { root.dataset.socket = "open"; });
+  }
+
+  function lost(ws, code) {
+    if (ws !== socket) return;
+    socket = null;
+    if (code === 4403 || code === 4404) { closePeer(); return; }
+    if (root.dataset.state === "ended") return;
+    reopened = true;
+    root.dataset.socket = "reconnecting";
+    setTimeout(connect, backoff * (0.5 + Math.random()));  // jitter: not all viewers at once
+    backoff = Math.min(backoff * 2, 4000);
+  }
+
+  // A dead network closes nothing: ping, and reopen a socket silent for too long.
+  setInterval(() => {
+    if (!socket || socket.readyState !== WebSocket.OPEN) return;
+    if (Date.now() - heardAt > 15000) {
+      const silent = socket;
+      lost(silent, 0);
+      try { silent.close(); } catch (e) { /* already closing */ }
+      return;
+    }
+    send({ type: "ping" });
+  }, 5000);
+
+  connect();
 })();

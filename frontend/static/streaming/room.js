@@ -5,6 +5,8 @@
  * and going, caucuses and mutes never need a new offer. aiortc does not trickle ICE: the offer
  * is sent once gathering is complete. After a network drop the page builds a fresh connection
  * ("reconnect") and says so while it does; a dropped socket is reopened with backoff.
+ * A dead network often leaves the socket looking open (nothing closes it): the page pings every
+ * few seconds and treats a socket that has said nothing for a while as dropped.
  */
 (() => {
   "use strict";
@@ -15,9 +17,13 @@
   const SLOTS = 5;
   const GATHER_TIMEOUT_MS = 4000;
   const RECONNECT_AFTER_MS = 2500;
+  const PING_EVERY_MS = 4000;
+  const SILENT_LIMIT_MS = 10000;
 
   let ws = null;
   let wsBackoff = 500;
+  let heardAt = 0;
+  let heartbeat = null;
   let pc = null;
   let local = null;
   let admitted = false;
@@ -53,22 +59,41 @@
   // -- signaling -----------------------------------------------------------------------------
   function connectSocket() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    ws = new WebSocket(scheme + location.host + config.ws);
-    ws.onopen = () => { wsBackoff = 500; };
-    ws.onmessage = (event) => {
+    const socket = new WebSocket(scheme + location.host + config.ws);
+    ws = socket;
+    heardAt = Date.now();
+    socket.onopen = () => { wsBackoff = 500; heardAt = Date.now(); };
+    socket.onmessage = (event) => {
+      heardAt = Date.now();
       let frame;
       try { frame = JSON.parse(event.data); } catch (e) { return; }
       handle(frame);
     };
-    ws.onclose = () => {
-      if (finished) return;
-      reconnecting = true;
-      notice(text.reconnecting);
-      root.dataset.state = "reconnecting";
-      setTimeout(connectSocket, wsBackoff);
-      wsBackoff = Math.min(wsBackoff * 2, 8000);
-    };
+    socket.onclose = () => socketLost(socket);
   }
+
+  function socketLost(socket) {
+    if (socket !== ws || finished) return;
+    socket.onclose = null;
+    socket.onmessage = null;
+    ws = null;
+    reconnecting = true;
+    notice(text.reconnecting);
+    root.dataset.state = "reconnecting";
+    setTimeout(connectSocket, wsBackoff * (0.5 + Math.random()));  // jitter: not all at once
+    wsBackoff = Math.min(wsBackoff * 2, 3000);
+  }
+
+  heartbeat = setInterval(() => {
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    if (Date.now() - heardAt > SILENT_LIMIT_MS) {
+      const silent = ws;
+      socketLost(silent);
+      try { silent.close(); } catch (e) { /* already closing */ }
+      return;
+    }
+    send({ type: "ping" });
+  }, PING_EVERY_MS);
 
   async function handle(frame) {
     switch (frame.type) {
@@ -150,6 +175,7 @@
     closePeer();
     stopLocal();
     root.dataset.state = "ended";
+    clearInterval(heartbeat);
     if (ws) ws.close();
   }
 

@@ -4,7 +4,8 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 # name -> (task, every N minutes). Admins may change the interval or disable a task in the admin
 # (Periodic tasks); running this command again leaves their changes alone unless --reset.
-# Every periodic job of the platform is here, in one place.
+# The periodic jobs with a fixed interval (the notification resend follows its setting: see
+# accounts.apps).
 SCHEDULES = {
     "Hearing reminders": ("mediation_room.tasks.hearing_reminders", 5),
     "Supervision scan (督办)": ("mediation_room.tasks.supervision_scan", 15),

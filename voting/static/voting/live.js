@@ -4,6 +4,8 @@
 // kept in a local outbox with their client id until the server acknowledges them, so one typed
 // while the connection was down is sent on reconnect exactly once (the server deduplicates).
 // All text goes into the page with textContent: nothing a viewer types is ever parsed as HTML.
+// A dead network closes nothing, so the panel pings now and then and reopens a socket that has
+// been silent too long.
 (function () {
   "use strict";
   const panel = document.getElementById("live-panel");
@@ -211,22 +213,43 @@
     }
   }
 
+  let heardAt = 0;
+
   function connect() {
     setStatus(d.tConnecting);
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + location.host + "/ws/live/" + encodeURIComponent(room) + "/?after=" + lastSeq);
-    socket.addEventListener("message", function (e) {
+    const ws = new WebSocket(scheme + location.host + "/ws/live/" + encodeURIComponent(room) + "/?after=" + lastSeq);
+    socket = ws;
+    heardAt = Date.now();
+    ws.addEventListener("message", function (e) {
+      heardAt = Date.now();
       let frame;
       try { frame = JSON.parse(e.data); } catch (err) { return; }
       onFrame(frame);
     });
-    socket.addEventListener("close", function (e) {
-      if (e.code === 4404) { setStatus(""); return; }
-      setStatus(d.tOffline);
-      setTimeout(connect, backoff);
-      backoff = Math.min(backoff * 2, 15000);
-    });
+    ws.addEventListener("close", function (e) { lost(ws, e.code); });
   }
+
+  function lost(ws, code) {
+    if (ws !== socket) return;
+    socket = null;
+    if (code === 4404) { setStatus(""); return; }
+    setStatus(d.tOffline);
+    // jitter: hundreds of viewers dropped at once must not all knock again in the same instant
+    setTimeout(connect, backoff * (0.5 + Math.random()));
+    backoff = Math.min(backoff * 2, 4000);
+  }
+
+  setInterval(function () {
+    if (!socket || socket.readyState !== WebSocket.OPEN) return;
+    if (Date.now() - heardAt > 15000) {
+      const silent = socket;
+      lost(silent, 0);
+      try { silent.close(); } catch (err) { /* already closing */ }
+      return;
+    }
+    send({ type: "ping" });
+  }, 5000);
 
   if (form) {
     form.addEventListener("submit", function (e) {
