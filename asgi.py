@@ -20,7 +20,7 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
-        # the media node process: python manage.py runworker media-node
+        # the media node process: python manage.py medianode
         "channel": ChannelNameRouter({MEDIA_NODE_CHANNEL: MediaNodeConsumer.as_asgi()}),
     }
 )

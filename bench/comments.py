@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -152,6 +153,7 @@ def start_server(mode: str, port: int, processes: int) -> subprocess.Popen:
         env=e,
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # stop_server ends the launcher and its daphne processes together
     )
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -165,6 +167,20 @@ def start_server(mode: str, port: int, processes: int) -> subprocess.Popen:
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError("the web server did not start")
+
+
+def stop_server(server: subprocess.Popen, *, kill: bool = False) -> None:
+    """Stop the web server: SIGTERM (or SIGKILL, a crash) to the launcher and its processes."""
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
 
 
 def server_cpu_seconds(server: subprocess.Popen) -> float:
@@ -410,11 +426,7 @@ def run(mode: str, args: argparse.Namespace, fixture: dict) -> dict:
         for proc in procs:
             proc.join(timeout=30)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
     errors = [o["error"] for o in outs if "error" in o]
     if errors:
         raise RuntimeError("; ".join(errors))

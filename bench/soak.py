@@ -2,8 +2,9 @@
 
 3 members (aiortc peers) in the mediation room, V viewers each holding the live comment socket
 (/ws/live/) and the watch socket (/ws/watch/), and R comments a second from 20 posters, for the
-duration; meanwhile the web process (daphne, with the media node inside it) is killed and
-started again twice, and Redis (this benchmark's own redis-server, never the machine's shared
+duration, against the production layout: the web server as `cloudbench.serve` runs it (two
+daphne processes on one socket) and the media node in its own process. Meanwhile the web server
+is killed (SIGKILL, every process) and started again twice, and Redis (this benchmark's own redis-server, never the machine's shared
 one) is stopped for 5 seconds once. Every client reconnects by itself, as the pages do: the
 comment clients behave as live.js (tests/faults/live_client.py), the members as room.js.
 
@@ -48,6 +49,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=2, help="processes for the viewers")
     p.add_argument("--drain", type=float, default=30.0, help="seconds allowed for stragglers")
     p.add_argument("--port", type=int, default=8767)
+    p.add_argument("--processes", type=int, default=2, help="daphne processes of the web server")
     p.add_argument("--redis-port", type=int, default=6391)
     return p.parse_args()
 
@@ -55,9 +57,22 @@ def parse_args() -> argparse.Namespace:
 def soak_env(redis_url: str) -> None:
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cb_bench_soak")
     os.environ["REDIS_URL"] = redis_url
-    os.environ["MEDIA_NODE_INPROCESS"] = "1"
+    os.environ["MEDIA_NODE_INPROCESS"] = "0"  # the media node is its own process
     os.environ["ICE_SERVERS"] = "[]"
     os.environ.update(comments.env())
+
+
+def start_media_node() -> subprocess.Popen:
+    """The media node as production runs it: its own process on the channel layer (the web
+    processes do not start one). A web restart does not restart it."""
+    log = open("/tmp/bench-soak-media.log", "wb")  # noqa: SIM115
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "medianode"],
+        cwd=ROOT,
+        env={**comments.env(), "MEDIA_NODE_INPROCESS": "0"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def members_and_cookies(room: str) -> dict[str, str]:
@@ -291,10 +306,9 @@ async def session(args, cfg, cookies, members_cookies, redis, ready, procs: int,
             t = time.monotonic() - start
             if kind == "web":
                 print(f"{t:6.1f} s  web process killed and started again", flush=True)
-                server[0].kill()
-                server[0].wait()
+                comments.stop_server(server[0], kill=True)
                 server[0] = await loop.run_in_executor(
-                    None, comments.start_server, "batched", args.port
+                    None, comments.start_server, "batched", args.port, args.processes
                 )
             else:
                 print(f"{t:6.1f} s  Redis stopped for {REDIS_DOWN:g} s", flush=True)
@@ -378,7 +392,8 @@ def main() -> None:
             f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",
             flush=True,
         )
-        server = [comments.start_server("batched", args.port)]
+        media = start_media_node()
+        server = [comments.start_server("batched", args.port, args.processes)]
         base = f"http://127.0.0.1:{args.port}"
         cfg = {"base": base, "room": fixture["room"], "after": after}
         ctx = mp.get_context("spawn")
@@ -410,11 +425,12 @@ def main() -> None:
             for proc in procs:
                 proc.join(timeout=30)
         finally:
-            server[0].terminate()
+            comments.stop_server(server[0])
+            media.terminate()
             try:
-                server[0].wait(timeout=10)
+                media.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                server[0].kill()
+                media.kill()
     finally:
         redis.stop()
     errors = [p["error"] for p in parts if "error" in p]

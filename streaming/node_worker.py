@@ -3,7 +3,7 @@
 The web process's ``RoomConsumer`` authenticates members and sends ``room.*`` messages to the
 ``media-node`` channel; this module holds the rooms' live state (lobby, admitted members,
 removals, caucus, recording) next to the ``MediaNode`` and answers on each member's own channel
-or the room's group. It runs in the media node process (``manage.py runworker media-node``) or,
+or the room's group. It runs in the media node process (``manage.py medianode``) or,
 in the embedded setup (``MEDIA_NODE_INPROCESS``), as a task in the web process consuming the
 same channel: one code path either way.
 
@@ -30,6 +30,7 @@ from typing import Any
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from channels.worker import Worker
 from django.conf import settings
 from django.utils import timezone
 
@@ -513,8 +514,55 @@ class RoomNodeMessages:
 
 
 class MediaNodeConsumer(RoomNodeMessages, BroadcastNodeMessages, AsyncConsumer):
-    """The ``media-node`` channel's consumer (``manage.py runworker media-node``): the rooms,
-    and their livestreams (``broadcast.*``, see ``streaming.broadcast.node_messages``)."""
+    """The ``media-node`` channel's consumer (``manage.py medianode``): the rooms, and their
+    livestreams (``broadcast.*``, see ``streaming.broadcast.node_messages``)."""
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # One message that fails (a reply lost while Redis restarts, a malformed message) must not
+        # end the consumer: the next message would start a new one, but the media sessions it
+        # holds live on only as long as this process keeps taking messages.
+        try:
+            await super().dispatch(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("media node: %s failed", message.get("type", "?"))
+
+
+class NodeWorker(Worker):
+    """Channels' worker for the ``media-node`` channel, that outlives the channel layer going
+    away: a failed receive (Redis restarting) is retried instead of ending the listener, which
+    would leave the node holding media sessions that no message reaches any more."""
+
+    async def listener(self, channel: str) -> None:
+        pause = 0.2
+        while True:
+            try:
+                message = await self.channel_layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - whatever the layer's client raises
+                logger.warning("media node: receiving failed (%s); retrying in %.1f s", exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            pause = 0.2
+            if not message.get("type"):
+                logger.warning("media node: a message without a type was dropped")
+                continue
+            scope = {"type": "channel", "channel": channel}
+            instance_queue = self.get_or_create_application_instance(channel, scope)
+            await instance_queue.put(message)
+
+
+def node_worker() -> NodeWorker:
+    from channels.routing import ChannelNameRouter
+
+    return NodeWorker(
+        application=ChannelNameRouter({MEDIA_NODE_CHANNEL: MediaNodeConsumer.as_asgi()}),
+        channels=[MEDIA_NODE_CHANNEL],
+        channel_layer=get_channel_layer(),
+    )
 
 
 # -- the process's node ------------------------------------------------------------------------
@@ -547,15 +595,9 @@ def ensure_inprocess_worker() -> None:
     global _worker_task
     if _worker_task is not None and not _worker_task.done():
         return
-    from channels.routing import ChannelNameRouter
-    from channels.worker import Worker
-
-    worker = Worker(
-        application=ChannelNameRouter({MEDIA_NODE_CHANNEL: MediaNodeConsumer.as_asgi()}),
-        channels=[MEDIA_NODE_CHANNEL],
-        channel_layer=get_channel_layer(),
+    _worker_task = asyncio.get_running_loop().create_task(
+        node_worker().arun(), name="media-node-worker"
     )
-    _worker_task = asyncio.get_running_loop().create_task(worker.arun(), name="media-node-worker")
 
 
 async def reset_media_node() -> None:

@@ -251,7 +251,7 @@ def test_bad_messages_get_an_error_frame_and_the_socket_keeps_working():
 
 
 def test_signaling_reaches_a_media_node_process_through_the_channel_layer(settings):
-    # No in-process node: the consumer that `runworker media-node` runs answers instead.
+    # No in-process node: the consumer that `manage.py medianode` runs answers instead.
     settings.MEDIA_NODE_INPROCESS = False
     hearing, _ = live_hearing()
 
