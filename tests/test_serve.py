@@ -20,7 +20,15 @@ def _get(url: str) -> int:
 
 
 def _children(proc: subprocess.Popen) -> set[int]:
-    return {p.pid for p in psutil.Process(proc.pid).children() if "daphne" in " ".join(p.cmdline())}
+    """The launcher's live daphne processes (a killed one is a zombie until it is reaped)."""
+    pids = set()
+    for child in psutil.Process(proc.pid).children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "daphne" in " ".join(child.cmdline()):
+                pids.add(child.pid)
+        except psutil.Error:
+            continue
+    return pids
 
 
 def _wait(predicate, timeout: float = 30):

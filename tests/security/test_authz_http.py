@@ -221,6 +221,8 @@ frontend:lookup                              GET    200       200       200     
 frontend:lookup                              POST   200       200       200       200       200       200       200       200       200       200
 frontend:watch                               GET    200       200       200       200       200       200       200       200       200       200
 frontend:watch                               POST   200       200       200       200       200       200       200       200       200       200
+frontend:hearing_start                       GET    login     405       405       405       405       405       405       405       405       405
+frontend:hearing_start                       POST   login     404       302       302       302       404       404       404       404       302
 frontend:watch_pause                         GET    login     405       405       405       405       405       405       405       405       405
 frontend:watch_pause                         POST   login     404       302       302       302       404       404       404       404       302
 frontend:board                               GET    login     404       404       404       200       404       404       200       404       200
@@ -395,6 +397,12 @@ REFUSED_REDIRECTS = [
         "viewer",
         {},
         lambda w: type(w.consultation).objects.get(pk=w.consultation.pk).state == "open",
+    ),
+    (
+        "frontend:hearing_start",
+        "party",
+        {},
+        lambda w: not w.case.events.filter(to_status="in_session", actor=w.users["party"]).exists(),
     ),
     (
         "frontend:watch_pause",

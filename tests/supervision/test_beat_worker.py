@@ -45,7 +45,7 @@ def _beat_round(*, extra: int = 0) -> None:
     try:
         sent = []
         for entry in list(scheduler.schedule.values()):
-            if entry.task.startswith("mediation_room.") and entry.is_due().is_due:
+            if entry.task.startswith("mediation_room.tasks.") and entry.is_due().is_due:
                 scheduler.apply_entry(scheduler.reserve(entry), producer=scheduler.producer)
                 sent.append(entry.task.rsplit(".", 1)[1])
     finally:
@@ -89,7 +89,7 @@ def test_hearing_reminders_sent_once_each_and_none_for_cancelled(celery_worker_r
     with _at(BASE):
         call_command("setup_schedules")
         call_command("setup_schedules")  # idempotent
-        assert PeriodicTask.objects.filter(task__startswith="mediation_room.").count() == 2
+        assert PeriodicTask.objects.filter(task__startswith="mediation_room.tasks.").count() == 2
         hearing, _ = _scheduled_hearing(community, start)
         cancelled, coordinator = _scheduled_hearing(community, start)
         services.hearing_cancel(hearing=cancelled, actor=coordinator, reason="改期待定")
