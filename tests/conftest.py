@@ -52,3 +52,17 @@ def celery_worker_real(transactional_db):
     ) as worker:
         yield worker
     app.conf.task_always_eager = previous
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A test that failed half-way can leave an aiortc peer connection open, and with it its
+    receivers' decoder threads, which are not daemons: the run would print its summary and then
+    never exit. Each such thread waits on its queue for None (what RTCRtpReceiver.stop() sends);
+    send it to the ones still waiting."""
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name in ("audio-decoder", "video-decoder") and thread.is_alive():
+            queue = getattr(thread, "_args", (None, None))[1]
+            if queue is not None:
+                queue.put(None)
