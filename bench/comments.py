@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -232,6 +233,10 @@ async def _client(index: int, cfg: dict, ready, go, go_at) -> dict:
     slots = cfg["slots"]
     per_viewer_counts = [bytearray(slots) for _ in range(n_viewers)]
     hist = [0] * (HIST_MS + 1)
+    # the same latency split at the moment the server stored the comment (the event's "at")
+    hist_store = [0] * (HIST_MS + 1)
+    hist_fanout = [0] * (HIST_MS + 1)
+    at_cache: dict[str, float] = {}
     state = {
         "deliveries": 0,
         "frames": 0,
@@ -270,6 +275,15 @@ async def _client(index: int, cfg: dict, ready, go, go_at) -> dict:
                 counts[int(slot)] += 1
                 ms = int((now - float(sent)) * 1000)
                 hist[min(max(ms, 0), HIST_MS)] += 1
+                at = event.get("at")
+                if at:
+                    stored = at_cache.get(at)
+                    if stored is None:
+                        stored = at_cache[at] = datetime.fromisoformat(at).timestamp()
+                    store_ms = int((stored - float(sent)) * 1000)
+                    hist_store[min(max(store_ms, 0), HIST_MS)] += 1
+                    fan_ms = int((now - stored) * 1000)
+                    hist_fanout[min(max(fan_ms, 0), HIST_MS)] += 1
                 state["deliveries"] += 1
 
         try:
@@ -351,6 +365,8 @@ async def _client(index: int, cfg: dict, ready, go, go_at) -> dict:
     await asyncio.gather(*viewer_tasks, return_exceptions=True)
     return {
         "hist": hist,
+        "hist_store": hist_store,
+        "hist_fanout": hist_fanout,
         "counts": [bytes(c) for c in per_viewer_counts],
         "acked": acked,
         "cpu": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
@@ -431,6 +447,8 @@ def run(mode: str, args: argparse.Namespace, fixture: dict) -> dict:
     if errors:
         raise RuntimeError("; ".join(errors))
     hist = [sum(col) for col in zip(*(o["hist"] for o in outs), strict=True)]
+    hist_store = [sum(col) for col in zip(*(o["hist_store"] for o in outs), strict=True)]
+    hist_fanout = [sum(col) for col in zip(*(o["hist_fanout"] for o in outs), strict=True)]
     acked = sorted(slot for o in outs for slot in o["acked"])
     lost = dup = 0
     for o in outs:
@@ -456,6 +474,10 @@ def run(mode: str, args: argparse.Namespace, fixture: dict) -> dict:
         "p95": percentile(hist, 0.95),
         "p99": percentile(hist, 0.99),
         "max": float(max((ms for ms, n in enumerate(hist) if n), default=0)),
+        "store_p50": percentile(hist_store, 0.50),
+        "store_p99": percentile(hist_store, 0.99),
+        "fanout_p50": percentile(hist_fanout, 0.50),
+        "fanout_p99": percentile(hist_fanout, 0.99),
         "lost": lost,
         "duplicated": dup,
         "seq_gaps": sum(o["seq_gaps"] for o in outs),
@@ -474,6 +496,10 @@ def show(r: dict) -> None:
     print(f"  connect all viewers      {r['connect_s']:.1f} s ({r['connect_failures']} failed)")
     print(
         f"  latency p50/p95/p99/max  {r['p50']:.0f} / {r['p95']:.0f} / {r['p99']:.0f} / {r['max']:.0f} ms"
+    )
+    print(
+        f"    of which post → stored p50/p99 {r['store_p50']:.0f} / {r['store_p99']:.0f} ms, "
+        f"stored → viewer p50/p99 {r['fanout_p50']:.0f} / {r['fanout_p99']:.0f} ms"
     )
     print(
         f"  deliveries               {r['deliveries']} of {r['expected']} ({r['deliveries_per_s']:.0f}/s, {r['frames']} frames)"

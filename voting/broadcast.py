@@ -29,6 +29,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -170,6 +171,8 @@ def call_later(delay: float, func, *args: Any) -> bool:
 
 # How often a hub compares what it has with the room's last seq in the database.
 TAIL_CHECK_SECONDS = 2.0
+# How many sent seqs a hub remembers to drop a late repeat.
+SENT_MEMORY = 10_000
 
 
 class RoomHub:
@@ -195,6 +198,10 @@ class RoomHub:
         self.timer: asyncio.TimerHandle | None = None
         self.delivering = False
         self.tail: asyncio.Task | None = None
+        # The seqs sent lately: an event the tail check took from the database may still arrive
+        # through the layer afterwards, and must not go out twice.
+        self.sent_recent: set[int] = set()
+        self.sent_order: deque[int] = deque()
 
     async def join(self, consumer: Any) -> None:
         async with self.ready:
@@ -229,7 +236,8 @@ class RoomHub:
         while True:
             message = await layer.receive(channel)
             for event in message.get("events", ()):
-                self.pending[event["seq"]] = event
+                if event["seq"] not in self.sent_recent:
+                    self.pending[event["seq"]] = event
             self._schedule()
 
     def _has_upto(self) -> int:
@@ -238,31 +246,27 @@ class RoomHub:
     async def _watch_tail(self) -> None:
         from channels.db import database_sync_to_async
 
-        behind = False
-        baseline_taken = False
+        previous: int | None = None
         while True:
             await asyncio.sleep(TAIL_CHECK_SECONDS)
             try:
                 last = await database_sync_to_async(_room_last_seq, thread_sensitive=False)(
                     self.room_id
                 )
-                if not baseline_taken and not self.sent_upto:
+                if previous is None and not self.sent_upto:
                     # Nothing sent yet: what came before this hub is each viewer's backlog.
                     self.sent_upto = last
-                baseline_taken = True
-                if last <= self._has_upto():
-                    behind = False
-                elif not behind:
-                    behind = True  # maybe still on its way: look again next time
-                else:
-                    behind = False
+                elif previous is not None and self._has_upto() < previous:
+                    # Events committed a whole check ago have still not come: the layer lost
+                    # them. (Events committed since then may simply be on their way.)
                     events = await database_sync_to_async(_events_after, thread_sensitive=False)(
                         self.room_id, self.sent_upto
                     )
                     for event in events:
-                        if event["seq"] > self.sent_upto:
+                        if event["seq"] <= previous and event["seq"] not in self.sent_recent:
                             self.pending.setdefault(event["seq"], event)
                     self._schedule()
+                previous = last
             except asyncio.CancelledError:
                 raise
             except Exception:  # the database away for a moment: try again next time
@@ -307,6 +311,11 @@ class RoomHub:
         if take:
             events = [self.pending.pop(seq) for seq in seqs[:take]]
             self.sent_upto = max(self.sent_upto, events[-1]["seq"])
+            for event in events:
+                self.sent_recent.add(event["seq"])
+                self.sent_order.append(event["seq"])
+            while len(self.sent_order) > SENT_MEMORY:
+                self.sent_recent.discard(self.sent_order.popleft())
             self.last_sent = now
             task = asyncio.ensure_future(self._deliver(frame_message(events)))
             task.add_done_callback(_log_failure)
