@@ -592,17 +592,28 @@ def get_director() -> RoomDirector:
 
 def ensure_inprocess_worker() -> None:
     """Consume the media-node channel inside this process (the embedded setup, tests)."""
-    global _worker_task
+    global _worker_task, _director
+    loop = asyncio.get_running_loop()
     if _worker_task is not None and not _worker_task.done():
-        return
-    _worker_task = asyncio.get_running_loop().create_task(
-        node_worker().arun(), name="media-node-worker"
-    )
+        if _worker_task.get_loop() is loop:
+            return
+        # Left by an event loop that is gone (a test's scenario): its node, and the station
+        # attached to it, cannot serve this one.
+        from .broadcast.station import forget_station
+
+        forget_station()
+        _worker_task = None
+        _director = None
+    _worker_task = loop.create_task(node_worker().arun(), name="media-node-worker")
 
 
 async def reset_media_node() -> None:
-    """Stop the process's node and worker (tests run each scenario in a fresh event loop)."""
+    """Stop the process's node and worker (tests run each scenario in a fresh event loop), and
+    the livestream station attached to that node."""
     global _director, _worker_task
+    from .broadcast.station import reset_station
+
+    await reset_station()
     if _worker_task is not None:
         _worker_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -374,6 +374,12 @@ def get_station() -> BroadcastStation:
     return _station
 
 
+def forget_station() -> None:
+    """Drop a station whose event loop is gone (it cannot be shut down from another loop)."""
+    global _station
+    _station = None
+
+
 async def reset_station() -> None:
     """Stop the process's station (tests run each scenario in a fresh event loop)."""
     global _station
