@@ -246,11 +246,14 @@ class RoomHub:
     async def _watch_tail(self) -> None:
         from channels.db import database_sync_to_async
 
+        from .models import Room
+        from .selectors import events_after, room_last_seq
+
         previous: int | None = None
         while True:
             await asyncio.sleep(TAIL_CHECK_SECONDS)
             try:
-                last = await database_sync_to_async(_room_last_seq, thread_sensitive=False)(
+                last = await database_sync_to_async(room_last_seq, thread_sensitive=False)(
                     self.room_id
                 )
                 if previous is None and not self.sent_upto:
@@ -259,8 +262,8 @@ class RoomHub:
                 elif previous is not None and self._has_upto() < previous:
                     # Events committed a whole check ago have still not come: the layer lost
                     # them. (Events committed since then may simply be on their way.)
-                    events = await database_sync_to_async(_events_after, thread_sensitive=False)(
-                        self.room_id, self.sent_upto
+                    events = await database_sync_to_async(events_after, thread_sensitive=False)(
+                        Room(pk=self.room_id), self.sent_upto
                     )
                     for event in events:
                         if event["seq"] <= previous and event["seq"] not in self.sent_recent:
@@ -337,19 +340,6 @@ class RoomHub:
             self.delivering = False
             if self.timer is None:
                 self._schedule()
-
-
-def _room_last_seq(room_id: int) -> int:
-    from .models import Room
-
-    return Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
-
-
-def _events_after(room_id: int, after: int) -> list[dict[str, Any]]:
-    from .models import Room
-    from .selectors import events_after
-
-    return events_after(Room(pk=room_id), after)
 
 
 def frame_message(events: list[dict[str, Any]]) -> dict[str, Any]:

@@ -76,7 +76,7 @@ def _backlog(room_id: int, after: int) -> tuple[list[dict[str, Any]], int]:
     """Events after `after` and the room's last seq, read after joining the group. `after` -1
     is a fresh viewer: no history over the socket (the page shows recent comments)."""
     if after < 0:
-        last = Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
+        last = selectors.room_last_seq(room_id)
         return [], last
     room = Room(pk=room_id)
     events: list[dict[str, Any]] = []
@@ -86,7 +86,7 @@ def _backlog(room_id: int, after: int) -> tuple[list[dict[str, Any]], int]:
         if len(page) < selectors.EVENTS_PAGE:
             break
         after = page[-1]["seq"]
-    last = Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
+    last = selectors.room_last_seq(room_id)
     return events, max(last, events[-1]["seq"] if events else 0)
 
 

@@ -45,6 +45,11 @@ def hearing_by_public_id(public_id: str) -> Hearing:
     return hearing
 
 
+def room_last_seq(room_id: int) -> int:
+    """The sequence number of the room's latest event (0 before the first)."""
+    return Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
+
+
 def events_after(room: Room, after: int, *, limit: int = EVENTS_PAGE) -> list[dict[str, Any]]:
     """Events with seq > after, in order. Sequence numbers commit in order, so this is always a
     gap-free run."""
