@@ -39,7 +39,7 @@ demo: install
 	$(BIN)/python manage.py collectstatic --no-input -v 0
 	@echo ""
 	@echo "Cloud Bench is at http://$(HOST):$(PORT)/  (text messages the demo 'sends': http://$(HOST):$(PORT)/dev/sms/)"
-	DJANGO_DEBUG=1 $(BIN)/daphne -b $(HOST) -p $(PORT) asgi:application
+	DJANGO_DEBUG=1 $(BIN)/python -m cloudbench.webserver -b $(HOST) -p $(PORT) asgi:application
 
 services:
 	@sh .ci/services-up

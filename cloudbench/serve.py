@@ -67,7 +67,7 @@ class Supervisor:
         return [
             sys.executable,
             "-m",
-            "daphne",
+            "cloudbench.webserver",
             "-e",
             f"fd:fileno={self.sock.fileno()}",
             *self.args.daphne_args,

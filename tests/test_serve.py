@@ -24,7 +24,7 @@ def _children(proc: subprocess.Popen) -> set[int]:
     pids = set()
     for child in psutil.Process(proc.pid).children():
         try:
-            if child.status() != psutil.STATUS_ZOMBIE and "daphne" in " ".join(child.cmdline()):
+            if child.status() != psutil.STATUS_ZOMBIE and "cloudbench.webserver" in child.cmdline():
                 pids.add(child.pid)
         except psutil.Error:
             continue

@@ -202,6 +202,9 @@ class RoomHub:
         # through the layer afterwards, and must not go out twice.
         self.sent_recent: set[int] = set()
         self.sent_order: deque[int] = deque()
+        # Deliveries to a socket: written straight (or skipped as a repeat) / through a consumer.
+        self.direct = 0
+        self.through_consumer = 0
 
     async def join(self, consumer: Any) -> None:
         async with self.ready:
@@ -230,6 +233,13 @@ class RoomHub:
                 self.timer.cancel()
                 self.timer = None
             self.pending.clear()
+            logger.info(
+                "room %s: the last local viewer left; %d deliveries went straight to sockets, "
+                "%d through consumers",
+                self.room_id,
+                self.direct,
+                self.through_consumer,
+            )
             await get_channel_layer().group_discard(room_group(self.room_id), channel)
 
     async def _run(self, layer: Any, channel: str) -> None:
@@ -328,10 +338,23 @@ class RoomHub:
     async def _deliver(self, message: dict[str, Any]) -> None:
         self.delivering = True
         try:
-            for n, consumer in enumerate(list(self.members), start=1):
+            # Sockets the server lets us write to directly take the frame prepared once, in one
+            # loop with no await; the others (a viewer still catching up, a server without the
+            # extension) go through their consumer's send.
+            slow = []
+            for consumer in list(self.members):
+                try:
+                    if consumer.deliver_now(message):
+                        self.direct += 1
+                    else:
+                        slow.append(consumer)
+                except Exception:  # one broken socket must not starve the others
+                    logger.exception("delivery to a viewer failed")
+            self.through_consumer += len(slow)
+            for n, consumer in enumerate(slow, start=1):
                 try:
                     await consumer.deliver(message)
-                except Exception:  # one broken socket must not starve the others
+                except Exception:
                     logger.exception("delivery to a viewer failed")
                 if n % 200 == 0:
                     # Let incoming comments and acks through between slices of a big room.
@@ -344,11 +367,13 @@ class RoomHub:
 
 def frame_message(events: list[dict[str, Any]]) -> dict[str, Any]:
     """A batch as local consumers get it: the frame's text, encoded once, the ASGI message that
-    sends it (shared by every socket), and its seq range."""
+    sends it (shared by every socket), its seq range, and, once a socket asks for it, the frame
+    prepared for writing straight to sockets."""
     text = events_frame(events)
     return {
         "text": text,
         "send": {"type": "websocket.send", "text": text},
+        "prepared": None,
         "first": events[0]["seq"],
         "last": events[-1]["seq"],
     }

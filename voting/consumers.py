@@ -25,6 +25,9 @@ from mediation_room.selectors import case_role_for_user
 from . import broadcast, protocol, selectors, services
 from .models import Room
 
+# The scope extension of cloudbench.webserver (named here: importing it would start Twisted).
+PREPARED_FRAMES = "cloudbench.prepared_frames"
+
 # Who may watch a room changes rarely (a consent withdrawn, a poll opened); when hundreds of
 # viewers join at once they share one answer for a couple of seconds instead of each running the
 # same queries. What depends on the viewer (their role) is still asked per viewer.
@@ -100,6 +103,9 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.early: list[dict[str, Any]] = []
+        # The server's way to write a frame prepared once straight to this socket
+        # (cloudbench.webserver), or None.
+        self.frames = None
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Room events touch no database, so they skip the close_old_connections() thread hop that
@@ -128,6 +134,7 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
             return
         room: Room = state["room"]
         self.room_id = room.pk
+        self.frames = self.scope.get("extensions", {}).get(PREPARED_FRAMES)
         self.user = user
         broadcast.bind_loop(asyncio.get_running_loop())
         # Join first, then read: anything committed after the read arrives through the group.
@@ -233,6 +240,18 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
                 self.room_id, self.user, message.poll, message.option
             )
             await self.send(protocol.frame("vote.ack", poll=message.poll, option=message.option))
+
+    def deliver_now(self, message: dict[str, Any]) -> bool:
+        """The hub's fast path: True when the batch is taken care of (written straight to the
+        socket, or already sent with the backlog); False when it needs `deliver`."""
+        frames = self.frames
+        if frames is None or not self.live or message["first"] <= self.backlog_upto:
+            return self.live and message["last"] <= self.backlog_upto
+        prepared = message["prepared"]
+        if prepared is None:
+            prepared = message["prepared"] = frames.prepare(message["text"])
+        frames.send(prepared)
+        return True
 
     async def deliver(self, message: dict[str, Any]) -> None:
         """Called by this process's room hub for every batch. Until the welcome and the backlog

@@ -80,7 +80,7 @@ class LiveServer:
             [
                 sys.executable,
                 "-m",
-                "daphne",
+                "cloudbench.webserver",
                 "-b",
                 "127.0.0.1",
                 "-p",

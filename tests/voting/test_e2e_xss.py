@@ -43,7 +43,7 @@ def daphne_url(transactional_db):
         [
             sys.executable,
             "-m",
-            "daphne",
+            "cloudbench.webserver",
             "-v",
             "0",
             "-b",
