@@ -36,6 +36,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from mediation_room.realtime import case_group
+
 from .protocol import events_frame
 
 logger = logging.getLogger(__name__)
@@ -169,6 +171,8 @@ def call_later(delay: float, func, *args: Any) -> bool:
     return True
 
 
+# Case events after which a hub checks whether its room is still public.
+CONSENT_KINDS = ("consent_granted", "consent_withdrawn")
 # How often a hub compares what it has with the room's last seq in the database.
 TAIL_CHECK_SECONDS = 2.0
 # How many sent seqs a hub remembers to drop a late repeat.
@@ -185,8 +189,9 @@ class RoomHub:
     with what it has every couple of seconds and, when the database stays ahead, takes the
     missing tail from there (one query per process and room, whatever the number of viewers)."""
 
-    def __init__(self, room_id: int) -> None:
+    def __init__(self, room_id: int, case_id: int | None = None) -> None:
         self.room_id = room_id
+        self.case_id = case_id
         self.members: set[Any] = set()
         self.channel: str | None = None
         self.task: asyncio.Task | None = None
@@ -212,6 +217,9 @@ class RoomHub:
                 layer = get_channel_layer()
                 self.channel = await layer.new_channel("hub.")
                 await layer.group_add(room_group(self.room_id), self.channel)
+                if self.case_id is not None:
+                    # consents given or withdrawn arrive here: the room may stop being public
+                    await layer.group_add(case_group(self.case_id), self.channel)
                 self.task = asyncio.ensure_future(self._run(layer, self.channel))
                 self.tail = asyncio.ensure_future(self._watch_tail())
         self.members.add(consumer)
@@ -240,15 +248,37 @@ class RoomHub:
                 self.direct,
                 self.through_consumer,
             )
-            await get_channel_layer().group_discard(room_group(self.room_id), channel)
+            layer = get_channel_layer()
+            await layer.group_discard(room_group(self.room_id), channel)
+            if self.case_id is not None:
+                await layer.group_discard(case_group(self.case_id), channel)
 
     async def _run(self, layer: Any, channel: str) -> None:
         while True:
             message = await layer.receive(channel)
+            if message.get("type") == "case.update":
+                if message.get("event", {}).get("kind") in CONSENT_KINDS:
+                    asyncio.ensure_future(self._check_public()).add_done_callback(_log_failure)
+                continue
             for event in message.get("events", ()):
                 if event["seq"] not in self.sent_recent:
                     self.pending[event["seq"]] = event
             self._schedule()
+
+    async def _check_public(self) -> None:
+        """When the room is no longer public (a party withdrew their livestream consent), the
+        viewers who are neither a member of the case nor a moderator are told and let go."""
+        from channels.db import database_sync_to_async
+
+        from .selectors import room_is_public_by_id
+
+        if await database_sync_to_async(room_is_public_by_id, thread_sensitive=False)(self.room_id):
+            return
+        for consumer in list(self.members):
+            try:
+                await consumer.room_not_public()
+            except Exception:
+                logger.exception("closing a viewer's socket failed")
 
     def _has_upto(self) -> int:
         return max(self.sent_upto, max(self.pending, default=0))
@@ -280,6 +310,8 @@ class RoomHub:
                             self.pending.setdefault(event["seq"], event)
                     self._schedule()
                 previous = last
+                # The consent message may have been lost (Redis restarting): check anyway.
+                await self._check_public()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the database away for a moment: try again next time
@@ -379,10 +411,10 @@ def frame_message(events: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def hub_join(room_id: int, consumer: Any) -> None:
+async def hub_join(room_id: int, consumer: Any, case_id: int | None = None) -> None:
     hub = _hubs.get(room_id)
     if hub is None:
-        hub = _hubs[room_id] = RoomHub(room_id)
+        hub = _hubs[room_id] = RoomHub(room_id, case_id)
     await hub.join(consumer)
 
 

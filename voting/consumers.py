@@ -70,6 +70,8 @@ def _room_state(public_id: str, user) -> dict[str, Any] | None:
     return {
         **shared,
         "may_watch": shared["public"] or role is not None or moderator,
+        # may watch whether or not the room is public
+        "insider": role is not None or moderator,
         "can_comment": signed_in,
         "moderator": moderator,
     }
@@ -134,11 +136,13 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
             return
         room: Room = state["room"]
         self.room_id = room.pk
+        self.public_id = public_id
+        self.insider = state["insider"]
         self.frames = self.scope.get("extensions", {}).get(PREPARED_FRAMES)
         self.user = user
         broadcast.bind_loop(asyncio.get_running_loop())
         # Join first, then read: anything committed after the read arrives through the group.
-        await self._join(room.pk)
+        await self._join(room.pk, state["case"].pk)
         after = self._after_param()
         events, last = await database_sync_to_async(_backlog, thread_sensitive=False)(
             room.pk, after
@@ -171,11 +175,11 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
         except ValueError:
             return -1
 
-    async def _join(self, room_id: int) -> None:
+    async def _join(self, room_id: int, case_id: int) -> None:
         if broadcast.mode() == "plain":
             await self.channel_layer.group_add(broadcast.room_group(room_id), self.channel_name)
         else:
-            await broadcast.hub_join(room_id, self)
+            await broadcast.hub_join(room_id, self, case_id)
 
     async def disconnect(self, code: int) -> None:
         if self.room_id is None:
@@ -240,6 +244,16 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
                 self.room_id, self.user, message.poll, message.option
             )
             await self.send(protocol.frame("vote.ack", poll=message.poll, option=message.option))
+
+    async def room_not_public(self) -> None:
+        """Called by the room hub when the room stopped being public: a viewer who is not a
+        member of the case nor a moderator is told and let go (the page stops reconnecting)."""
+        _room_cache.pop(self.public_id, None)
+        if self.insider:
+            return
+        self.live = False
+        await self.send(protocol.error_frame("not_found", _("This session is not public.")))
+        await self.close(code=4404)
 
     def deliver_now(self, message: dict[str, Any]) -> bool:
         """The hub's fast path: True when the batch is taken care of (written straight to the

@@ -8,7 +8,8 @@ from django.db.models import Avg, Count, QuerySet
 from django.http import Http404
 
 from accounts.models import Membership, User
-from mediation_room.models import Case, Hearing
+from mediation_room.models import Case, ConsentKind, Hearing
+from mediation_room.services import consents_all_granted
 
 from .models import (
     Comment,
@@ -48,6 +49,14 @@ def hearing_by_public_id(public_id: str) -> Hearing:
 def room_last_seq(room_id: int) -> int:
     """The sequence number of the room's latest event (0 before the first)."""
     return Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
+
+
+def room_is_public_by_id(room_id: int) -> bool:
+    """Whether every party of the room's case has its livestream consent granted now."""
+    case_id = Room.objects.filter(pk=room_id).values_list("hearing__case_id", flat=True).first()
+    if case_id is None:
+        return False
+    return consents_all_granted(Case(pk=case_id), ConsentKind.LIVESTREAM)
 
 
 def events_after(room: Room, after: int, *, limit: int = EVENTS_PAGE) -> list[dict[str, Any]]:

@@ -155,6 +155,40 @@ def test_room_without_every_partys_livestream_consent_is_not_watchable(community
     async_to_sync(scenario)()
 
 
+def test_viewers_are_let_go_when_a_party_withdraws_livestream_consent(live_case, anonymous):
+    """Only the case's members and moderators keep their socket once the room is not public;
+    a stranger connecting afterwards is turned away."""
+    case, public_id = live_case["case"], live_case["hearing"].public_id
+    respondent = case.parties.select_related("user").get(role="respondent")
+    applicant = case.parties.get(role="applicant").user
+    resident = UserFactory()
+
+    async def scenario():
+        stranger, signed_in = Viewer(public_id, anonymous), Viewer(public_id, resident)
+        member = Viewer(public_id, applicant)
+        for v in (stranger, signed_in, member):
+            await v.connect()
+        await database_sync_to_async(case_services.consent_set)(
+            party=respondent, actor=respondent.user, kind="livestream", granted=False
+        )
+        for v in (stranger, signed_in):
+            error = await v.recv_type("error")
+            assert error["code"] == "not_found"
+            assert (await v.comm.receive_output(timeout=5))["type"] == "websocket.close"
+        # the member stays and still hears the room
+        await member.send(type="comment", client_id="member-00001", text="我们继续")
+        await member.recv_type("comment.ack")
+        (event,) = await member.events(1)
+        assert event["text"] == "我们继续"
+        late = Viewer(public_id, anonymous)
+        connected, _ = await late.comm.connect(timeout=10)
+        assert connected
+        assert (await late.recv_type("error"))["code"] == "not_found"
+        await member.close()
+
+    async_to_sync(scenario)()
+
+
 def test_bad_frames_get_an_error_and_the_connection_lives_on(live_case, room):
     user = UserFactory()
 
