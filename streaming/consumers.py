@@ -9,13 +9,13 @@ channel or the room's group with ready-made frames.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from accounts.ratelimit import MessageBudget
 from mediation_room.realtime import case_group
 
 from . import protocol
@@ -43,9 +43,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.public_id = self.scope["url_route"]["kwargs"]["public_id"]
         self.user = self.scope.get("user")
         self.in_media = False
-        self._tokens = RATE_BURST
-        self._refilled = time.monotonic()
-        self._rejected = 0
+        self.budget = MessageBudget(per_second=RATE_PER_SECOND, burst=RATE_BURST)
         # accept first, so that a refusal can say why before the socket closes
         await self.accept()
         try:
@@ -82,7 +80,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.access is None:
             return
-        if not self._take_token():
+        if not self.budget.take():
             await self._flooded()
             return
         try:
@@ -168,25 +166,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _take_token(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(RATE_BURST, self._tokens + (now - self._refilled) * RATE_PER_SECOND)
-        self._refilled = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        self._rejected += 1
-        return False
-
     async def _flooded(self) -> None:
         """Say so once in a while (not once per dropped frame), and give up on a flood."""
-        if self._rejected == 1 or self._rejected % 10 == 0:
+        if self.budget.should_warn:
             await self._send(
                 protocol.error_frame(
                     protocol.ProtocolError("rate_limited", "Too many messages; slow down.")
                 )
             )
-        if self._rejected >= FLOOD_LIMIT:
+        if self.budget.rejected >= FLOOD_LIMIT:
             await self.close(code=CLOSE_FLOOD)
 
     async def _to_node(self, type_: str, **data: Any) -> None:
