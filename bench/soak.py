@@ -142,6 +142,8 @@ class WatchClient:
                             self.up, self.down_since = True, None
             except (OSError, TimeoutError, WebSocketException):
                 pass
+            except Exception as exc:  # anything else: say so, and reconnect as the page would
+                self.failures.append(repr(exc))
             if self.stopping:
                 break
             if self.up:
@@ -208,6 +210,9 @@ class Member:
         self.cookie = cookie
         self.peer = None
         self.joins = 0
+        self.offers = 0
+        self.ref: str | None = None
+        self.failures: list[str] = []
         self.last = ""
         self.stopping = False
 
@@ -239,10 +244,20 @@ class Member:
                             await self._close_peer()
                             self.peer = ProbePeer(analyse=False, slots=3, width=160, height=90)
                             offer = await self.peer.offer()
+                            self.offers += 1
+                            self.ref = f"join-{self.offers}"
                             await ws.send(
-                                json.dumps({"v": VERSION, "type": "join", "offer": offer})
+                                json.dumps(
+                                    {"v": VERSION, "type": "join", "offer": offer, "ref": self.ref}
+                                )
                             )
-                        elif kind == "answer" and self.peer is not None:
+                        elif (
+                            kind == "answer"
+                            and self.peer is not None
+                            and frame.get("ref") == self.ref
+                            and self.peer.pc.signalingState == "have-local-offer"
+                        ):
+                            # (as room.js: an answer to an older offer is not for this peer)
                             await self.peer.accept(frame["sdp"])
                             self.joins += 1
                         elif kind == "lobby":
@@ -254,6 +269,8 @@ class Member:
                                 )
             except (OSError, TimeoutError, WebSocketException):
                 pass
+            except Exception as exc:  # anything else: say so, and reconnect as the page would
+                self.failures.append(repr(exc))
             if not self.stopping:
                 await asyncio.sleep(0.5)
 
@@ -349,8 +366,11 @@ async def session(args, cfg, cookies, members_cookies, redis, ready, procs: int,
         for p in posters:
             await p.resend_unacked()
     # let the last comments reach every viewer, and the members show their media
+    frames_before = [m.frames() for m in members]
     await asyncio.sleep(5.0)
     media_back = [m.connected() for m in members]
+    # frames each member received from the others in those 5 s
+    media_flowing = [m.frames() - before for m, before in zip(members, frames_before, strict=True)]
     go.set()
     for x in [*members, *posters]:
         await x.stop()
@@ -362,6 +382,8 @@ async def session(args, cfg, cookies, members_cookies, redis, ready, procs: int,
         "unacked": sum(len(p.outbox) for p in posters),
         "media_back": media_back,
         "member_joins": [m.joins for m in members],
+        "media_flowing": media_flowing,
+        "member_failures": [f for m in members for f in m.failures],
     }
 
 
@@ -463,8 +485,11 @@ def report(out: dict, viewers: list[dict]) -> None:
     print(f"  longest silence between two comments at a viewer  {silence:.1f} s")
     print(
         f"  members connected at the end   {sum(out['media_back'])} of {len(out['media_back'])}"
-        f" (media joins each: {out['member_joins']})"
+        f" (media joins each: {out['member_joins']}; frames received in the last 5 s each:"
+        f" {out['media_flowing']})"
     )
+    if out["member_failures"]:
+        print(f"  member client failures         {out['member_failures'][:5]}")
     print("  machine load average           {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 
 

@@ -288,6 +288,11 @@ class RoomDirector:
         if target is None:
             await self._error(actor.channel, "bad_member", "unknown room member", "admit")
             return
+        if target.admitted:
+            # A second click, or an admit sent on an older lobby list: nothing happens again
+            # (another "admitted" would make the member's page start its media over).
+            await self._lobby(room)
+            return
         target.admitted = True
         room.admitted.add(target.member_id)
         await self._to(target, {"type": "admitted"})

@@ -95,6 +95,32 @@ def test_members_admitted_from_the_lobby_receive_each_others_media(hearing_room)
     assert kinds.count("room_left") == 3
 
 
+def test_admitting_a_member_twice_admits_once_and_keeps_their_media(hearing_room):
+    """The mediator's admit sent twice (a double click, or two lobby lists) neither restarts the
+    member's media nor records a second admission."""
+
+    async def scenario():
+        expert, applicant, respondent = await full_room(hearing_room)
+        admitted_before = len([f for f in applicant.frames if f["type"] == "admitted"])
+        await expert.send({"type": "admit", "member": applicant.member_id})
+        await expert.send({"type": "admit", "member": applicant.member_id})
+        await expert.expect("lobby")
+        await asyncio.sleep(1.0)
+        admitted_after = len([f for f in applicant.frames if f["type"] == "admitted"])
+        still_seen = await wait_until(lambda: expert.sees(applicant), within=10)
+        for client in (expert, applicant, respondent):
+            await client.close()
+        return admitted_before, admitted_after, still_seen
+
+    before, after, still_seen = run(scenario)
+    assert before == after == 1
+    assert still_seen
+    kinds = list(
+        CaseEvent.objects.filter(case=hearing_room["hearing"].case).values_list("kind", flat=True)
+    )
+    assert kinds.count("room_member_admitted") == 2
+
+
 def test_caucus_puts_the_other_party_on_hold_on_the_media(hearing_room):
     async def scenario():
         expert, applicant, respondent = await full_room(hearing_room)

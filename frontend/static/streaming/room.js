@@ -25,6 +25,10 @@
   let heardAt = 0;
   let heartbeat = null;
   let pc = null;
+  // each offer carries its own ref; an answer to an older offer (media started over meanwhile)
+  // is not for the current connection and is dropped
+  let offers = 0;
+  let offerRef = null;
   let local = null;
   let admitted = false;
   let wantMedia = true;
@@ -122,8 +126,10 @@
         if (wantMedia) await startMedia();
         break;
       case "answer":
+        if (!pc || frame.ref !== offerRef || pc.signalingState !== "have-local-offer") break;
+        offerRef = null;
         layout = frame.layout || [];
-        if (pc) await pc.setRemoteDescription({ type: "answer", sdp: frame.sdp });
+        await pc.setRemoteDescription({ type: "answer", sdp: frame.sdp });
         inMedia = true;
         root.dataset.state = "in-room";
         render();
@@ -246,7 +252,9 @@
     await peer.setLocalDescription(await peer.createOffer());
     await waitForGathering(peer);
     if (pc !== peer) return;
-    send({ type, offer: peer.localDescription.sdp, ref: type });
+    offers += 1;
+    offerRef = `${type}-${offers}`;
+    send({ type, offer: peer.localDescription.sdp, ref: offerRef });
     sendMediaState();
   }
 
