@@ -119,6 +119,7 @@ class WatchClient:
         self.down_since: float | None = time.monotonic()
         self.connects = 0
         self.longest_gap = 0.0
+        self.failures: list[str] = []
         self.stopping = False
 
     async def run(self) -> None:
@@ -149,7 +150,7 @@ class WatchClient:
             if self.up:
                 self.up, self.down_since = False, time.monotonic()
             await asyncio.sleep(retry * (0.5 + random.random()))  # jitter, as watch.js
-            retry = min(retry * 2, 3.0)
+            retry = min(retry * 2, 2.0)
 
     async def stop(self) -> None:
         self.stopping = True
@@ -189,6 +190,9 @@ async def _viewers(cfg: dict, count: int, ready, go) -> dict:
                 "live_back": c.connected.is_set(),
                 "watch_back": w.up,
                 "gap": max(c.longest_gap, w.longest_gap),
+                "live_gap": c.longest_gap,
+                "watch_gap": w.longest_gap,
+                "failures": w.failures,
                 "silence": c.longest_silence,
                 "drops": c.drops,
             }
@@ -481,7 +485,15 @@ def report(out: dict, viewers: list[dict]) -> None:
         f"  viewers that did not come back {not_back}   (comment socket: {live_not_back}, "
         f"watch socket: {watch_not_back})"
     )
-    print(f"  longest gap any viewer saw     {gap:.1f} s without a socket")
+    live_gap = max((v["live_gap"] for v in viewers), default=0.0)
+    watch_gap = max((v["watch_gap"] for v in viewers), default=0.0)
+    print(
+        f"  longest gap any viewer saw     {gap:.1f} s without a socket "
+        f"(comment socket {live_gap:.1f} s, watch socket {watch_gap:.1f} s)"
+    )
+    failures = [f for v in viewers for f in v["failures"]]
+    if failures:
+        print(f"  watch client failures          {len(failures)}: {failures[:3]}")
     print(f"  longest silence between two comments at a viewer  {silence:.1f} s")
     print(
         f"  members connected at the end   {sum(out['media_back'])} of {len(out['media_back'])}"

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -48,13 +49,27 @@ class WatchConsumer(AsyncWebsocketConsumer):
     (``MEDIA_NODE_INPROCESS``): one code path, as for the room.
     """
 
+    async def dispatch(self, message: dict) -> None:
+        # Channels closes stale database connections before every handler, in the one thread
+        # that the process's thread-sensitive work shares. Only connect uses the database here,
+        # through database_sync_to_async (which closes them itself), so the hop is skipped:
+        # hundreds of viewers reconnecting at once after a restart would queue behind it.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            await super().dispatch(message)  # says there is no handler
+            return
+        await handler(message)
+
     async def connect(self) -> None:
         self.public_id = self.scope["url_route"]["kwargs"]["public_id"]
         self.viewer_id: str | None = None
         self.offer_pending = False
         self.group = None
         self.budget = MessageBudget(per_second=RATE_PER_SECOND, burst=RATE_BURST)
-        facts = await database_sync_to_async(broadcast_facts)(self.public_id)
+        # not thread-sensitive: viewers connecting together are answered in parallel
+        facts = await database_sync_to_async(broadcast_facts, thread_sensitive=False)(
+            self.public_id
+        )
         await self.accept()
         if facts is None:
             await self._send(watch_error_frame("not_found", _("There is no such session.")))

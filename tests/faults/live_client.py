@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
 GAP_WAIT = 1.0
-RETRY_FIRST, RETRY_MAX = 0.5, 3.0
+RETRY_FIRST, RETRY_MAX = 0.5, 2.0
 
 
 class LiveClient:

@@ -161,7 +161,7 @@
     reopened = true;
     root.dataset.socket = "reconnecting";
     setTimeout(connect, backoff * (0.5 + Math.random()));  // jitter: not all viewers at once
-    backoff = Math.min(backoff * 2, 4000);
+    backoff = Math.min(backoff * 2, 2000);
   }
 
   // A dead network closes nothing: ping, and reopen a socket silent for too long.

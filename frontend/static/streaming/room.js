@@ -85,7 +85,7 @@
     notice(text.reconnecting);
     root.dataset.state = "reconnecting";
     setTimeout(connectSocket, wsBackoff * (0.5 + Math.random()));  // jitter: not all at once
-    wsBackoff = Math.min(wsBackoff * 2, 3000);
+    wsBackoff = Math.min(wsBackoff * 2, 2000);
   }
 
   heartbeat = setInterval(() => {

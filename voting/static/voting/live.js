@@ -16,7 +16,7 @@
   const pending = new Map();
   let gapTimer = null;
   let socket = null;
-  let backoff = 1000;
+  let backoff = 500;
   const list = panel.querySelector(".comments");
   const status = panel.querySelector(".live-status");
   const form = panel.querySelector(".comment-form");
@@ -193,7 +193,7 @@
 
   function onFrame(frame) {
     switch (frame.type) {
-      case "welcome": setStatus(d.tLive); backoff = 1000; flushOutbox(); break;
+      case "welcome": setStatus(d.tLive); backoff = 500; flushOutbox(); break;
       case "events": receiveEvents(frame.events); break;
       case "comment.ack":
         saveOutbox(outbox().filter(function (i) { return i.client_id !== frame.client_id; }));
@@ -237,7 +237,7 @@
     setStatus(d.tOffline);
     // jitter: hundreds of viewers dropped at once must not all knock again in the same instant
     setTimeout(connect, backoff * (0.5 + Math.random()));
-    backoff = Math.min(backoff * 2, 4000);
+    backoff = Math.min(backoff * 2, 2000);
   }
 
   setInterval(function () {
