@@ -89,6 +89,8 @@ class RoomDirector:
         self.rooms: dict[str, RoomState] = {}
         self._stats_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        # a member's offers, one at a time and in the order they came: (lock, offers holding it)
+        self._offer_turns: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -207,6 +209,22 @@ class RoomDirector:
         self._ensure_stats()
 
     async def offer(self, m: dict[str, Any]) -> None:
+        """Answer a member's offer. Offers run as tasks of their own (ICE gathering takes a
+        moment), so two from one member (a double join, a reconnect while joining) would both
+        find the member new: each would make a connection and only one would be kept, leaving the
+        other open. They take turns instead; the later one replaces the earlier connection."""
+        key = (m.get("public_id", ""), m.get("member", ""))
+        lock, holders = self._offer_turns.setdefault(key, (asyncio.Lock(), [0]))
+        holders[0] += 1
+        try:
+            async with lock:
+                await self._offer(m)
+        finally:
+            holders[0] -= 1
+            if not holders[0]:
+                self._offer_turns.pop(key, None)
+
+    async def _offer(self, m: dict[str, Any]) -> None:
         room = self.rooms.get(m["public_id"])
         member = room.members.get(m["member"]) if room else None
         type_ = "reconnect" if m.get("reconnect") else "join"

@@ -221,6 +221,7 @@ class MediaNode:
                 "muted": dict(m.muted),
                 "on_hold": self._on_hold(room, m.member_id),
                 "publishes": sorted(m.published),
+                "connections": m.connections,
             }
             for m in room.members.values()
         }

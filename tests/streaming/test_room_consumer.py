@@ -303,6 +303,46 @@ def test_after_a_network_drop_a_member_reconnects_with_a_fresh_connection(hearin
     assert joins.count() == 2
 
 
+def test_a_member_who_offers_twice_at_once_ends_on_the_latest_offer_alone(hearing_room):
+    """Two join offers sent back to back (a double click, a page that retried) are answered in
+    order: the second replaces the first connection, and the member joined once."""
+    from streaming.media.probe import ProbePeer
+    from streaming.node_worker import get_media_node
+
+    public_id = hearing_room["hearing"].public_id
+
+    async def scenario():
+        expert = await enter(hearing_room, "expert", "red", 440.0)
+        applicant = await enter(hearing_room, "applicant", "green", 660.0)
+        await expert.send({"type": "admit", "member": applicant.member_id})
+        await applicant.expect("admitted")
+        await expert.join()
+        earlier = ProbePeer(colour="green", tone=660.0)
+        applicant.peer = ProbePeer(colour="green", tone=660.0)
+        offers = [await earlier.offer(), await applicant.peer.offer()]
+        await applicant.send({"type": "join", "offer": offers[0], "ref": "join-1"})
+        await applicant.send({"type": "join", "offer": offers[1], "ref": "join-2"})
+        answer = await applicant.expect("answer", within=20, ref="join-2")
+        await applicant.peer.accept(answer["sdp"])
+        both = await wait_until(
+            lambda: expert.sees(applicant) and applicant.sees(expert), within=30
+        )
+        answers = [f["ref"] for f in applicant.frames if f["type"] == "answer"]
+        connections = get_media_node().members(public_id)[applicant.member_id]["connections"]
+        await earlier.close()
+        await applicant.close()
+        await expert.close()
+        return both, answers, connections
+
+    both, answers, connections = run(scenario)
+    assert both
+    assert answers == ["join-1", "join-2"]
+    # the second offer replaced the first connection instead of making a member of its own
+    assert connections == 2
+    joins = CaseEvent.objects.filter(kind="room_joined", case=hearing_room["hearing"].case)
+    assert joins.count() == 2
+
+
 def test_the_cases_coordinator_enters_without_waiting_but_has_no_mediator_controls(hearing_room):
     from tests.factories import make_coordinator
 
