@@ -70,6 +70,15 @@ async def full_room(room):
     return expert, applicant, respondent
 
 
+async def expert_in_media_and_admitted_applicant(room):
+    expert = await enter(room, "expert", "red", 440.0)
+    applicant = await enter(room, "applicant", "green", 660.0)
+    await expert.send({"type": "admit", "member": applicant.member_id})
+    await applicant.expect("admitted")
+    await expert.join()
+    return expert, applicant
+
+
 def test_members_admitted_from_the_lobby_receive_each_others_media(hearing_room):
     async def scenario():
         expert, applicant, respondent = await full_room(hearing_room)
@@ -270,11 +279,7 @@ def test_after_a_network_drop_a_member_reconnects_with_a_fresh_connection(hearin
     from streaming.media.probe import ProbePeer
 
     async def scenario():
-        expert = await enter(hearing_room, "expert", "red", 440.0)
-        applicant = await enter(hearing_room, "applicant", "green", 660.0)
-        await expert.send({"type": "admit", "member": applicant.member_id})
-        await applicant.expect("admitted")
-        await expert.join()
+        expert, applicant = await expert_in_media_and_admitted_applicant(hearing_room)
         await applicant.join()
         assert await wait_until(
             lambda: expert.sees(applicant) and applicant.sees(expert), within=30
@@ -312,11 +317,7 @@ def test_a_member_who_offers_twice_at_once_ends_on_the_latest_offer_alone(hearin
     public_id = hearing_room["hearing"].public_id
 
     async def scenario():
-        expert = await enter(hearing_room, "expert", "red", 440.0)
-        applicant = await enter(hearing_room, "applicant", "green", 660.0)
-        await expert.send({"type": "admit", "member": applicant.member_id})
-        await applicant.expect("admitted")
-        await expert.join()
+        expert, applicant = await expert_in_media_and_admitted_applicant(hearing_room)
         earlier = ProbePeer(colour="green", tone=660.0)
         applicant.peer = ProbePeer(colour="green", tone=660.0)
         offers = [await earlier.offer(), await applicant.peer.offer()]
