@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 
 # Playwright's sync API keeps an event loop running in this thread; the test's own ORM calls are
 # still plain synchronous code, so Django's async-safety guard must not refuse them.
@@ -153,6 +153,10 @@ def browser():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
+        # While that loop runs, asgiref gives this thread's code database connections of their
+        # own, apart from the thread's: close them while they can still be reached, or one left
+        # open keeps the test database from being dropped at the end of the run.
+        connections.close_all()
         browser.close()
 
 

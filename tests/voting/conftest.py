@@ -1,6 +1,7 @@
 import pytest
 from django.contrib.auth.models import AnonymousUser
 
+from tests.e2e.conftest import browser, live_server_url  # noqa: F401  (fixtures, for the browser test)
 from tests.factories import UserFactory, make_case, make_coordinator, make_expert
 from voting import services, wordfilter
 
