@@ -265,6 +265,7 @@
       clearTimeout(reconnectTimer);
       reconnectTimer = null;
       if (reconnecting) notice(text.reconnected, { sticky: false });
+      else if ($("notice").textContent === text.connecting) notice("");
       reconnecting = false;
       root.dataset.state = "in-room";
     } else if (state === "disconnected" || state === "failed") {
