@@ -80,6 +80,14 @@ class RoomState:
     quality: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class OfferTurns:
+    """One member's offers, answered one at a time in the order they came."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: int = 0  # offers holding or waiting for the lock
+
+
 class RoomDirector:
     """Rooms of this node process: their state, their media, what members are told."""
 
@@ -88,9 +96,7 @@ class RoomDirector:
         self.layer = layer
         self.rooms: dict[str, RoomState] = {}
         self._stats_task: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
-        # a member's offers, one at a time and in the order they came: (lock, offers holding it)
-        self._offer_turns: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}
+        self._offer_turns: dict[tuple[str, str], OfferTurns] = {}
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -214,15 +220,15 @@ class RoomDirector:
         find the member new: each would make a connection and only one would be kept, leaving the
         other open. They take turns instead; the later one replaces the earlier connection."""
         key = (m.get("public_id", ""), m.get("member", ""))
-        lock, holders = self._offer_turns.setdefault(key, (asyncio.Lock(), [0]))
-        holders[0] += 1
+        turns = self._offer_turns.setdefault(key, OfferTurns())
+        turns.waiting += 1
         try:
-            async with lock:
+            async with turns.lock:
                 await self._offer(m)
         finally:
-            holders[0] -= 1
-            if not holders[0]:
-                self._offer_turns.pop(key, None)
+            turns.waiting -= 1
+            if not turns.waiting:
+                del self._offer_turns[key]
 
     async def _offer(self, m: dict[str, Any]) -> None:
         room = self.rooms.get(m["public_id"])
