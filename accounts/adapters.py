@@ -7,9 +7,13 @@ from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.fields import PhoneField
+from allauth.mfa.adapter import DefaultMFAAdapter
+from allauth.mfa.models import Authenticator
 from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext as _
+
+from cloudbench.client_address import client_ip
 
 from .models import User
 from .phones import normalize_mobile
@@ -17,6 +21,11 @@ from .ratelimit import code_lockout_remaining
 
 
 class AccountAdapter(DefaultAccountAdapter):
+    def get_client_ip(self, request) -> str:
+        # allauth's own reading of X-Forwarded-For would be a second answer; its rate limits
+        # (sign-in codes, failed sign-ins) count the address every other limit counts.
+        return client_ip(request)
+
     def phone_form_field(self, **kwargs: Any) -> PhoneField:
         # Residents type 13800138000, not +8613800138000: normalise in clean_phone instead of
         # allauth's strict E.164 pattern.
@@ -112,3 +121,14 @@ class AccountAdapter(DefaultAccountAdapter):
         if commit:
             user.save()
         return user
+
+
+class MFAAdapter(DefaultMFAAdapter):
+    def can_delete_authenticator(self, authenticator: Authenticator) -> bool:
+        # Where staff must use TOTP they cannot remove it themselves: when a phone is lost an
+        # admin deletes the authenticator (Django admin) and they set up a new one at sign-in.
+        if settings.MFA_REQUIRED_FOR_STAFF and authenticator.type == Authenticator.Type.TOTP:
+            from .selectors import is_staff_member
+
+            return not is_staff_member(authenticator.user)
+        return super().can_delete_authenticator(authenticator)

@@ -9,7 +9,7 @@ class SignupExtraForm(forms.Form):
         label=_("What should we call you?"),
         max_length=40,
         required=False,
-        help_text=_("Shown to other residents instead of your number, e.g. 王阿姨."),
+        help_text=_("Shown to other residents instead of your number, e.g. Auntie Wang."),
     )
 
     def clean(self) -> dict:

@@ -25,10 +25,6 @@ def allow(key: str, *, limit: int, period: int) -> bool:
     return count <= limit
 
 
-def client_ip(request) -> str:
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
-
-
 # Sign-in code guessing. allauth ends one pending sign-in after a few wrong codes, but a guesser
 # can ask for a new code and keep going; this counts wrong codes per account across codes and,
 # past the limit, refuses codes for that account (even the right one) until the lockout ends.

@@ -37,3 +37,19 @@ def pending_memberships(coordinator: User) -> QuerySet[Membership]:
         .select_related("user", "community__street")
         .order_by("created_at")
     )
+
+
+def is_staff_member(user: User) -> bool:
+    """Coordinators, moderators and admins: the accounts that must sign in with a second factor
+    in production (settings.MFA_REQUIRED_FOR_STAFF)."""
+    if not user.is_authenticated:
+        return False
+    if user.is_staff or user.is_superuser:
+        return True
+    return user.groups.filter(name__in=[Role.COORDINATOR, Role.MODERATOR]).exists()
+
+
+def has_totp(user: User) -> bool:
+    from allauth.mfa.models import Authenticator
+
+    return Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()

@@ -2,6 +2,8 @@ import os
 
 from celery import Celery
 
+from cloudbench import logs  # noqa: F401  (connects the request id's task signals)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cloudbench.settings")
 
 app = Celery("cloudbench")

@@ -1,8 +1,18 @@
+from allauth.account.decorators import secure_admin_login
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from cloudbench import views
+
+# The admin has no sign-in form of its own: allauth's, with its rate limits and the second factor.
+admin.site.login = secure_admin_login(admin.site.login)
+
 urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics_view, name="metrics"),
+    path("ops/hls-seen", views.hls_playlist_seen, name="hls_playlist_seen"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
@@ -11,6 +21,7 @@ urlpatterns = [
     path("", include("experts.urls")),
     path("", include("streaming.urls")),
     path("", include("voting.urls")),
+    path("", include("privacy.urls")),
     path("", include("frontend.urls")),
 ]
 

@@ -10,19 +10,47 @@ when nothing is waiting in its buffer (otherwise behind what is waiting, through
 
 Applications that do not find the extension (plain `daphne`, the test client) use `send`.
 
+Started by `cloudbench.serve`, the process also talks to its launcher over a Unix socket (the
+descriptor named by ``CLOUDBENCH_CONTROL_FD``): it says ``ready`` once it accepts on the shared
+listening socket. A standby (``CLOUDBENCH_STANDBY=1``) starts up the same but does not accept
+until told ``serve``: it takes a crashed process's place in an instant, where a fresh start takes
+seconds of CPU (longer on a busy machine). On ``drain`` (or when the launcher goes away) it stops
+accepting, closes
+its WebSockets with ``CLOSE_RESTART`` a few at a time over ``DRAIN_SECONDS`` (the pages reconnect
+at once, to a process that still accepts), lets running requests finish, and exits.
+
     python -m cloudbench.webserver [daphne options] asgi:application
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import socket
+import sys
+import time
 
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
+from daphne.ws_protocol import WebSocketProtocol
+from twisted.internet import protocol as twisted_protocol
+from twisted.internet import reactor
+from twisted.internet.endpoints import serverFromString
+
+from cloudbench.internals.autobahn_private import compresses
+from cloudbench.internals.twisted_private import write_buffer_empty
+from cloudbench.serve import CLOSE_RESTART, CONTROL_ENV, STANDBY_ENV
 
 logger = logging.getLogger(__name__)
 
 EXTENSION = "cloudbench.prepared_frames"
+# The WebSockets are closed over this long, not all in one instant, so that the process that
+# takes them over is not handed every reconnection at once.
+DRAIN_SECONDS = 1.0
+DRAIN_STEP = 0.05
+# Requests still running after this long are cut off.
+DRAIN_LIMIT = 10.0
 
 
 def prepare(text: str):
@@ -35,11 +63,7 @@ def _idle(transport) -> bool:
     """Nothing of this connection's is waiting in Twisted's buffer (so bytes written to the
     socket now cannot overtake any). False when unsure: then Twisted writes them."""
     try:
-        return (
-            not transport.TLS
-            and not transport._tempDataBuffer
-            and len(transport.dataBuffer) == transport.offset
-        )
+        return not transport.TLS and write_buffer_empty(transport)
     except AttributeError:
         return False
 
@@ -75,7 +99,7 @@ class PreparedFrames:
         protocol = self.protocol
         if protocol.state != protocol.STATE_OPEN:
             return  # closing or closed: like the ASGI send, nothing more goes out
-        if getattr(protocol, "_perMessageCompress", None) is not None or protocol.send_queue:
+        if compresses(protocol) or protocol.send_queue:
             protocol.sendPreparedMessage(prepared)  # compression, or autobahn queued frames
             return
         data = prepared.payloadHybi
@@ -83,16 +107,186 @@ class PreparedFrames:
             self.direct += 1
 
 
+class _Control(twisted_protocol.Protocol):
+    """The launcher's end of the conversation: ``drain`` or a closed socket means go."""
+
+    def __init__(self, server: WebServer) -> None:
+        self.server = server
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted's name
+        if b"quiet" in data:
+            self.server.quiet()
+        if b"serve" in data:
+            self.server.serve()
+        if b"drain" in data:
+            self.server.drain()
+
+    def connectionLost(self, reason) -> None:  # noqa: N802 - Twisted's name
+        self.server.drain()
+
+
 class WebServer(Server):
+    def run(self):
+        self.ports = []
+        self.draining_since: float | None = None
+        self.control = None
+        self.standing_by: list[str] = []
+        self.quiet_ports: list = []
+        if CONTROL_ENV in os.environ:
+            reactor.callWhenRunning(self._open_control, int(os.environ.pop(CONTROL_ENV)))
+            if os.environ.pop(STANDBY_ENV, "") == "1":
+                self.standing_by, self.endpoints = self.endpoints, []
+        super().run()
+
+    def listen_success(self, port):
+        self.ports.append(port)
+        return super().listen_success(port)
+
     def create_application(self, protocol, scope):
         if scope.get("type") == "websocket":
             scope.setdefault("extensions", {})[EXTENSION] = PreparedFrames(protocol)
         return super().create_application(protocol, scope)
 
+    # -- the launcher ------------------------------------------------------------------------
+
+    def _open_control(self, fd: int) -> None:
+        factory = twisted_protocol.Factory.forProtocol(lambda: _Control(self))
+        self.control = reactor.adoptStreamConnection(fd, socket.AF_UNIX, factory)
+        os.close(fd)  # the reactor holds its own copy
+        asyncio.ensure_future(self._warm_up()).add_done_callback(self._ready)
+
+    def _ready(self, _warm_up) -> None:
+        # The reactor runs and the listening socket is registered with it: this process accepts
+        # (a standby: it would at once).
+        if self.control is not None and self.control.connected:
+            self.control.write(b"ready\n")
+
+    async def _warm_up(self) -> None:
+        """One request through the application before saying ready, so that the first
+        viewers do not wait for what Django does lazily (URL patterns, templates, the
+        database connection of the thread that the process's sync work runs in)."""
+        from django.conf import settings
+
+        host = next(
+            (h for h in settings.ALLOWED_HOSTS if h and "*" not in h and not h.startswith(".")),
+            "localhost",
+        )
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/",
+            "raw_path": b"/",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", host.encode())],
+            "client": ("127.0.0.1", 0),
+            "server": ("127.0.0.1", 0),
+        }
+        said = []
+        request = {"type": "http.request", "body": b"", "more_body": False}
+
+        async def receive() -> dict:
+            if not said:
+                said.append(request)
+                return request
+            await asyncio.Event().wait()  # no disconnect: the response ends the call
+            return {}
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                said.append(message["status"])
+
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(self.application(scope=scope, receive=receive, send=send), 20)
+        except Exception:  # a page that fails must not keep the process from serving
+            logger.exception("warm-up request failed")
+        logger.info("warmed up in %.1f s (status %s)", time.monotonic() - started, said[1:])
+
+    def quiet(self) -> None:
+        """Accept no new connections for now (those already open are served on): in a rolling
+        restart, viewers moving off a process must not land on one whose turn comes next."""
+        for port in self.ports:
+            port.stopReading()  # the socket stays open: ``serve`` takes it up again
+        self.quiet_ports = list(self.ports)
+
+    def serve(self) -> None:
+        """A standby, or a quiet process, starts accepting."""
+        for port in self.quiet_ports:
+            port.startReading()
+        self.quiet_ports = []
+        endpoints, self.standing_by = self.standing_by, []
+        for description in endpoints:
+            listener = serverFromString(reactor, description).listen(self.http_factory)
+            listener.addCallback(self.listen_success)
+            listener.addErrback(self.listen_error)
+        if endpoints:
+            logger.info("standby: accepting")
+
+    def drain(self) -> None:
+        """Stop accepting, move the WebSockets away a few at a time, finish requests, exit."""
+        if self.draining_since is not None:
+            return
+        self.draining_since = time.monotonic()
+        for port in self.ports:
+            port.stopListening()  # this process's copy only: the others go on accepting
+        sockets = len(self._open_websockets())
+        logger.info("draining: closing %d WebSockets over %.1f s", sockets, DRAIN_SECONDS)
+        self._drain_step(sockets)
+
+    def _open_websockets(self) -> list:
+        return [
+            p
+            for p, details in self.connections.items()
+            if isinstance(p, WebSocketProtocol)
+            and "disconnected" not in details
+            and p.state == p.STATE_OPEN
+        ]
+
+    def _drain_step(self, total: int) -> None:
+        elapsed = time.monotonic() - self.draining_since
+        open_now = self._open_websockets()
+        # close the share of the first count that is due by now (and any opened since)
+        due = total * min(1.0, (elapsed + DRAIN_STEP) / DRAIN_SECONDS)
+        closing = len(open_now) - max(0, int(total - due))
+        for p in open_now[: max(0, closing)]:
+            p.sendClose(code=CLOSE_RESTART)
+        # An entry stays until its connection closed and its application finished (the
+        # consumers' disconnect handlers leave their groups).
+        if self.connections and elapsed < DRAIN_LIMIT:
+            reactor.callLater(DRAIN_STEP, self._drain_step, total)
+            return
+        logger.info("drained in %.1f s (%d connections cut off)", elapsed, len(self.connections))
+        reactor.stop()
+
 
 class WebServerCommand(CommandLineInterface):
     server_class = WebServer
 
+    def run(self, args):
+        # daphne's --proxy-headers believes X-Forwarded-For from anyone who connects; the
+        # application believes it from TRUSTED_PROXIES only (cloudbench.client_address).
+        if any(arg.startswith("--proxy-headers") for arg in args):
+            raise SystemExit(
+                "--proxy-headers would let any client choose its address: "
+                "set TRUSTED_PROXIES to the proxy's address instead"
+            )
+        return super().run(args)
+
+
+def main(argv: list[str]) -> None:
+    command = WebServerCommand()
+    command.run(argv)
+    if getattr(command.server, "draining_since", None) is not None:
+        # Drained: every connection closed and every application finished. Threads of the
+        # executors may still hold a query for a connection that is gone; nothing is left to
+        # wait for, and the launcher is waiting for this process to go.
+        logging.shutdown()
+        os._exit(0)
+
 
 if __name__ == "__main__":
-    WebServerCommand.entrypoint()
+    main(sys.argv[1:])

@@ -17,6 +17,7 @@ def test_production_settings_pass_check_deploy():
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": "x" * 20 + "production-like-secret-key-with-enough-entropy-1234567890",
         "ALLOWED_HOSTS": "bench.example.cn",
+        "FILE_MASTER_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
@@ -45,6 +46,29 @@ def test_production_refuses_to_start_without_a_secret_key():
     )
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_production_refuses_to_start_without_a_file_master_key():
+    env = {
+        **os.environ,
+        "HTTPS": "1",
+        "DJANGO_SECRET_KEY": "z" * 60,
+        "FILE_MASTER_KEY": "",
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='cloudbench.settings'; django.setup()",
+        ],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "FILE_MASTER_KEY" in result.stderr
 
 
 @pytest.mark.django_db

@@ -17,17 +17,26 @@ from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from privacy.models import ErasureRequest
+
 from .matrix import format_rows, parse_table
 from .world import ROLES, World
 
 pytestmark = pytest.mark.django_db
 
 # Routes not in the matrix, and why. Django's admin (every model, add/change/delete/history) is
-# checked wholesale by test_admin_is_for_staff_only below and tests/test_deploy.py.
-NOT_IN_MATRIX = {"admin:*"}
+# checked wholesale by test_admin_is_for_staff_only below and tests/test_deploy.py. /readyz
+# answers by the state of the services, the same to everyone (tests/operations/test_health.py).
+NOT_IN_MATRIX = {"admin:*", "readyz"}
 
 EXPECTED = """
 route                                        method anon      viewer    party     expert    coord     o_party   o_expert  o_coord   moderator admin
+healthz                                      GET    200       200       200       200       200       200       200       200       200       200
+healthz                                      POST   405       405       405       405       405       405       405       405       405       405
+metrics                                      GET    200       200       200       200       200       200       200       200       200       200
+metrics                                      POST   405       405       405       405       405       405       405       405       405       405
+hls_playlist_seen                            GET    400       400       400       400       400       400       400       400       400       400
+hls_playlist_seen                            POST   400       400       400       400       400       400       400       400       400       400
 set_language                                 GET    302       302       302       302       302       302       302       302       302       302
 set_language                                 POST   302       302       302       302       302       302       302       302       302       302
 account_login                                GET    200       302       302       302       302       302       302       302       302       302
@@ -156,6 +165,8 @@ experts:invitation_cancel                    GET    login     405       405     
 experts:invitation_cancel                    POST   login     404       404       404       302       404       404       404       404       302
 streaming:room                               GET    login     403       410       410       410       403       403       403       403       410
 streaming:room                               POST   login     405       405       405       405       405       405       405       405       405
+streaming:room_check                         GET    login     403       410       410       410       403       403       403       403       410
+streaming:room_check                         POST   login     405       405       405       405       405       405       405       405       405
 streaming:evidence_upload                    GET    login     405       405       405       405       405       405       405       405       405
 streaming:evidence_upload                    POST   login     400       400       400       400       400       400       400       400       400
 streaming:evidence_file                      GET    login     404       200       200       200       404       404       404       404       200
@@ -199,6 +210,24 @@ voting:consultation_remark                   GET    login     405       405     
 voting:consultation_remark                   POST   login     302       302       404       302       404       404       404       404       302
 voting:consultation_publish                  GET    login     405       405       405       405       405       405       405       405       405
 voting:consultation_publish                  POST   login     302       302       404       302       404       404       404       404       302
+privacy:case_access                          GET    login     404       200       404       200       404       404       404       404       200
+privacy:case_access                          POST   login     405       405       405       405       405       405       405       405       405
+privacy:hearing_replay                       GET    login     404       200       200       200       404       404       404       404       200
+privacy:hearing_replay                       POST   login     405       405       405       405       405       405       405       405       405
+privacy:access_log                           GET    login     404       404       404       200       404       404       200       404       200
+privacy:access_log                           POST   login     405       405       405       405       405       405       405       405       405
+privacy:hold_place                           GET    login     405       405       405       405       405       405       405       405       405
+privacy:hold_place                           POST   login     404       404       404       302       404       404       404       404       302
+privacy:hold_lift                            GET    login     405       405       405       405       405       405       405       405       405
+privacy:hold_lift                            POST   login     404       404       404       302       404       404       404       404       302
+privacy:my_data                              GET    login     200       200       200       200       200       200       200       200       200
+privacy:my_data                              POST   login     405       405       405       405       405       405       405       405       405
+privacy:my_data_export                       GET    login     200       200       200       200       200       200       200       200       200
+privacy:my_data_export                       POST   login     405       405       405       405       405       405       405       405       405
+privacy:my_data_erase                        GET    login     405       405       405       405       405       405       405       405       405
+privacy:my_data_erase                        POST   login     302       302       302       302       302       302       302       302       302
+privacy:consent_receipt                      GET    login     404       200       404       404       404       404       404       404       404
+privacy:consent_receipt                      POST   login     405       405       405       405       405       405       405       405       405
 frontend:home                                GET    200       200       200       200       200       200       200       200       200       200
 frontend:home                                POST   200       200       200       200       200       200       200       200       200       200
 frontend:my_cases                            GET    login     200       200       200       200       200       200       200       200       200
@@ -221,6 +250,8 @@ frontend:lookup                              GET    200       200       200     
 frontend:lookup                              POST   200       200       200       200       200       200       200       200       200       200
 frontend:watch                               GET    200       200       200       200       200       200       200       200       200       200
 frontend:watch                               POST   200       200       200       200       200       200       200       200       200       200
+frontend:replay                              GET    404       404       404       404       404       404       404       404       404       404
+frontend:replay                              POST   404       404       404       404       404       404       404       404       404       404
 frontend:hearing_start                       GET    login     405       405       405       405       405       405       405       405       405
 frontend:hearing_start                       POST   login     404       302       302       302       404       404       404       404       302
 frontend:watch_pause                         GET    login     405       405       405       405       405       405       405       405       405
@@ -286,6 +317,8 @@ def route_kwargs(w: World, name: str, variant: str) -> dict[str, object]:
             "experts:slot_remove": lambda: w.slot.pk,
             "experts:exception_remove": lambda: w.exception.pk,
             "frontend:notification_read": lambda: w.notification.pk,
+            "privacy:hold_lift": lambda: w.hold.pk,
+            "privacy:consent_receipt": lambda: w.receipt.pk,
         }[name]()
     if "<int:number>" in route:
         kwargs["number"] = 1
@@ -417,6 +450,15 @@ REFUSED_REDIRECTS = [
         lambda w: (
             not w.case.events.filter(kind="withdrawn").exists()
             and type(w.case).objects.get(pk=w.case.pk).status != "withdrawn"
+        ),
+    ),
+    (
+        "privacy:my_data_erase",
+        "party",
+        {},
+        lambda w: (
+            type(w.comment_of_party).objects.get(pk=w.comment_of_party.pk).text == "我同意"
+            and not ErasureRequest.objects.filter(user_ref=w.users["party"].pk).exists()
         ),
     ),
     (

@@ -19,14 +19,16 @@ from asgiref.sync import async_to_sync
 
 from cloudbench.routing import websocket_urlpatterns
 from mediation_room import services as case_services
-from streaming.node_worker import reset_media_node
+from streaming.node.worker import reset_media_node
 from voting import consumers as voting_consumers
 
 from .matrix import format_rows, parse_table
 from .world import ROLES
 from .ws import Socket, endpoints
 
-pytestmark = pytest.mark.media
+# In the parallel group: the in-process media node only answers signalling here (no media flows,
+# nothing is timed against the clock), and every test has a channel-layer prefix of its own.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 REFUSALS = {"forbidden", "sign_in", "login_required", "not_found", "private", "closed"}

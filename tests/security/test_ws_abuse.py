@@ -7,6 +7,7 @@ connection, nothing raises out of a consumer, and another client of the same roo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -15,16 +16,30 @@ from asgiref.sync import async_to_sync
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cloudbench.sockets import CLOSE_FLOOD, ProtocolConsumer
 from mediation_room import protocol as agreement_protocol
+from mediation_room.agreements.consumers import AgreementConsumer
 from streaming import protocol as room_protocol
-from streaming.node_worker import reset_media_node
+from streaming.broadcast.consumers import WatchConsumer
+from streaming.consumers import RoomConsumer
+from streaming.node.worker import reset_media_node
 from voting import protocol as live_protocol
+from voting.consumers import LiveRoomConsumer
 
 from .ws import Socket, endpoints
 
-pytestmark = pytest.mark.media
+# In the parallel group: the in-process media node only answers signalling here (no media flows,
+# nothing is timed against the clock), and every test has a channel-layer prefix of its own.
+pytestmark = pytest.mark.django_db(transaction=True)
 
-ENDPOINTS = ["room", "watch", "live", "agreement"]
+# Every socket, its consumer: all four read frames through the one base, with their own limits.
+CONSUMERS: dict[str, type[ProtocolConsumer]] = {
+    "room": RoomConsumer,
+    "watch": WatchConsumer,
+    "live": LiveRoomConsumer,
+    "agreement": AgreementConsumer,
+}
+ENDPOINTS = list(CONSUMERS)
 # who connects to each endpoint: the abuser, and the bystander who must keep working
 PEOPLE = {
     # the mediator is admitted at once, so the media node handles everything they send
@@ -33,6 +48,14 @@ PEOPLE = {
     "live": ("viewer", "o_party"),
     "agreement": ("party", "coord"),
 }
+
+
+def lift_message_budgets(monkeypatch) -> None:
+    """Let every message through the per-socket rate limits."""
+    for consumer in CONSUMERS.values():
+        monkeypatch.setattr(
+            consumer, "limits", dataclasses.replace(consumer.limits, burst=10_000.0)
+        )
 
 
 def run(scenario):
@@ -68,7 +91,9 @@ async def bystander_still_served(w, endpoint: str, bystander: Socket) -> None:
         start = len(bystander.frames)
         await bystander.send({"type": "join", "offer": "v=0\r\n"})
         found = await bystander.wait_for(
-            lambda f: f.get("type") in ("error", "answer") and f.get("ref_type", "join") == "join",
+            lambda f: (
+                f.get("type") == "answer" or (f.get("type") == "error" and f["ref"] == "join")
+            ),
             20,
             start=start,
         )
@@ -157,6 +182,50 @@ def test_oversized_and_malformed_frames_get_errors(ws_world, endpoint):
     assert outcomes["oversized"] == "closed" or outcomes["oversized"][0] == "too_large"
 
 
+FRAMING = {
+    "not-json": ("{not json", "bad_json"),
+    "json-array": ("[1, 2, 3]", "bad_frame"),
+    "binary": (b"\x00\x01\x02", "bad_frame"),
+    "deep": ("[" * 1000 + "]" * 1000, "too_deep"),
+    "deep-small": ('{"type": "ping", "x": ' + "[" * 20 + "]" * 20 + "}", "too_deep"),
+    "no-type": ("{}", "unknown_type"),
+    "unknown-type": (json.dumps({"type": "hack"}), "unknown_type"),
+}
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_every_socket_answers_a_bad_frame_with_the_one_error_frame(ws_world, endpoint, monkeypatch):
+    lift_message_budgets(monkeypatch)
+    abuser_role, _bystander_role = PEOPLE[endpoint]
+    limits = CONSUMERS[endpoint].limits
+    cases = {
+        **FRAMING,
+        # one byte over the protocol's own cap, counted in UTF-8 bytes (板 is three)
+        "over-the-cap": (
+            json.dumps({"type": "ping", "pad": "板" * (limits.max_bytes // 3)}, ensure_ascii=False),
+            "too_large",
+        ),
+    }
+
+    async def scenario():
+        abuser = await open_socket(ws_world, endpoint, abuser_role)
+        answers = {}
+        for name, (payload, _code) in cases.items():
+            answers[name] = await abuser.exchange(payload)
+            assert_consumer_did_not_raise(abuser)
+        await abuser.close()
+        return answers
+
+    answers = run(scenario)
+    for name, (_payload, code) in cases.items():
+        errors = [f for f in answers[name] or [] if f.get("type") == "error"]
+        assert len(errors) == 1, (name, answers[name])
+        error = errors[0]
+        assert set(error) == {"type", "code", "message", "ref"}, (name, error)
+        assert error["code"] == code and error["message"], (name, error)
+    assert answers["unknown-type"][0]["ref"] == "hack"
+
+
 # -- flood ------------------------------------------------------------------------------------------
 
 
@@ -197,6 +266,8 @@ def test_a_flood_of_messages_is_rate_limited(ws_world, endpoint):
     # most of the flood was not served
     served = [f for f in answers if f.get("type") not in ("error",)]
     assert len(served) < 200, f"{len(served)} of 1,000 flood messages were answered"
+    # every socket closes a client that keeps flooding after being told
+    assert closed == CLOSE_FLOOD
 
 
 # -- random messages from the protocol schemas --------------------------------------------------
@@ -285,10 +356,10 @@ def draw_messages(endpoint: str) -> list[str | bytes]:
 def test_random_protocol_messages_never_break_a_consumer(ws_world, endpoint, monkeypatch):
     # a fuzzing client is not a flood: let every message through the per-socket rate limits
     # (the flood test above keeps them)
-    monkeypatch.setattr("streaming.consumers.RATE_BURST", 10_000.0)
-    monkeypatch.setattr("streaming.broadcast.consumers.RATE_BURST", 10_000.0)
-    monkeypatch.setattr("mediation_room.agreements.consumers.RATE_BURST", 10_000.0)
-    monkeypatch.setattr("voting.services.CONNECTION_MESSAGE_LIMIT", (10_000, 10))
+    for consumer in CONSUMERS.values():
+        monkeypatch.setattr(
+            consumer, "limits", dataclasses.replace(consumer.limits, burst=10_000.0)
+        )
     abuser_role, bystander_role = PEOPLE[endpoint]
     drawn = draw_messages(endpoint)
 

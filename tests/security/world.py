@@ -23,6 +23,8 @@ from experts.services import invitation_send
 from mediation_room import services as case_services
 from mediation_room.agreements import services as agreement_services
 from mediation_room.models import SupervisionNotice
+from privacy.models import ConsentReceipt, LegalHold
+from privacy.sealed import SealedWriter
 from streaming.models import Evidence, Recording
 from tests.experts.factories import make_profile
 from tests.factories import (
@@ -34,8 +36,8 @@ from tests.factories import (
     make_coordinator,
 )
 from tests.mediation_room.agreement_fixtures import signature_png
-from voting import services as voting_services
-from voting.models import Consultation, ConsultationOption, Panel, Poll, PollOption
+from voting.models import Comment, Consultation, ConsultationOption, Panel, Poll, PollOption
+from voting.services import bench_panel, rooms
 
 # Columns of every matrix, in order.
 ROLES = (
@@ -150,7 +152,7 @@ def build_world(media_root: Path, *, agreed: bool = True) -> World:
     # case A: in session, livestreamed, agreement signed by everyone
     case = make_case(community=street_a, applicant=party, respondent=respondent)
     hearing = advance(case, "in_session", coordinator=coord, expert=expert)
-    room = voting_services.room_for_hearing(hearing)
+    room = rooms.room_for_hearing(hearing)
     poll = Poll.objects.create(room=room, question="方案公平吗？", created_by=expert)
     for position, text in enumerate(["公平", "不公平"]):
         PollOption.objects.create(poll=poll, position=position, text=text)
@@ -167,11 +169,12 @@ def build_world(media_root: Path, *, agreed: bool = True) -> World:
     evidence.file.save("slip.png", ContentFile(PNG), save=True)
     recording_path = media_root / "recordings" / f"{hearing.public_id}.mkv"
     recording_path.parent.mkdir(parents=True, exist_ok=True)
-    recording_path.write_bytes(b"\x1a\x45\xdf\xa3" + b"\0" * 64)
+    with SealedWriter(recording_path) as sealed:
+        sealed.write(b"\x1a\x45\xdf\xa3" + b"\0" * 64)
     recording = Recording.objects.create(
         hearing=hearing,
         file=str(recording_path.relative_to(media_root)),
-        sha256="0" * 64,
+        sha256=sealed.sha256,
         duration=1.0,
         size=68,
         started_at=timezone.now(),
@@ -186,7 +189,7 @@ def build_world(media_root: Path, *, agreed: bool = True) -> World:
         case=case,
         size=3,
         seed=seed,
-        commitment=voting_services.commitment_of(seed),
+        commitment=bench_panel.commitment_of(seed),
         committed_at=timezone.now(),
     )
     consultation = Consultation.objects.create(
@@ -204,6 +207,12 @@ def build_world(media_root: Path, *, agreed: bool = True) -> World:
         to_user=expert,
         text="请尽快回访",
         due=timezone.now() + timedelta(days=2),
+    )
+    hold = LegalHold.objects.create(
+        case=case, kind=LegalHold.Kind.COORDINATOR, reason="信访未结", placed_by=coord
+    )
+    comment_of_party = Comment.objects.create(
+        room=room, author=party, client_id="p1", nickname="甲方", text="我同意"
     )
     notification = Notification.objects.filter(user=party).first()
     assert notification is not None
@@ -234,6 +243,9 @@ def build_world(media_root: Path, *, agreed: bool = True) -> World:
         "consultation": consultation,
         "notice": notice,
         "notification": notification,
+        "hold": hold,
+        "receipt": ConsentReceipt.objects.filter(party__user=party).first(),
+        "comment_of_party": comment_of_party,
         "slot": slot,
         "exception": exception,
         "case_c": case_c,

@@ -26,6 +26,9 @@ BACKGROUND = {
     "draft",
     "agreement",
 }
+# What a socket says first: a background frame, or the agreement socket's "empty" (no draft yet),
+# which stays an answer to "refresh" and so is not a background frame.
+GREETINGS = BACKGROUND | {"empty"}
 
 
 def endpoints(w) -> dict[str, str]:
@@ -108,7 +111,7 @@ class Socket:
 
     async def settle(self) -> None:
         """Wait for the greeting of the socket (or its close)."""
-        await self.wait_for(lambda f: f.get("type") in BACKGROUND or f.get("type") == "error", 10)
+        await self.wait_for(lambda f: f.get("type") in GREETINGS or f.get("type") == "error", 10)
 
     async def exchange(self, message: dict | str | bytes) -> list[dict] | None:
         """Send `message`, then a ping; the frames that came before the pong of that ping,
