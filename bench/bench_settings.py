@@ -1,6 +1,6 @@
 """Settings for the daphne server that bench/comments.py starts: the project's settings, plus
-the baseline switch (BENCH_MODE=plain: Channels' default Redis layer and one group_send per
-comment) and rate limits that let 20 posters say 50 comments a second."""
+Channels' default Redis layer for the baseline (BENCH_MODE=plain; bench/plain_broadcast.py sends
+one group_send per comment) and rate limits that let 20 posters say 50 comments a second."""
 
 import os
 
@@ -14,7 +14,6 @@ if os.environ.get("BENCH_MODE") == "plain":
             "CONFIG": {"hosts": [REDIS_URL], "prefix": "benchplain"},
         }
     }
-    VOTING_BROADCAST = "plain"
 
 VOTING_USER_COMMENT_LIMIT = (100_000, 10)
 VOTING_CONNECTION_MESSAGE_LIMIT = (100_000, 10)

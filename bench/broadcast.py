@@ -30,6 +30,25 @@ in a row held no viewer at 95 %.
     python bench/broadcast.py --quick    # V = 10 50, 4 s windows
 
 MediaRelay also runs V = 2 and 5 (``--baseline-extra``), since it does not hold 10.
+
+The ladder (``--ladder``): one broadcast with the default ladder (360p at 600 kbit/s, 180p at
+250 kbit/s, audio only) and V counting viewers (not adaptive: the bench puts them on layers),
+measured in phases that are interleaved, repetition by repetition, so that the machine's load
+(other processes) falls on all of them alike:
+
+* ``audio``: every viewer on audio only, no video encoder runs (the composite and the sound);
+* ``360p`` / ``180p``: one viewer on that layer, the others on audio: the layer's encode;
+* ``both``: one viewer on 360p, one on 180p: the ladder's encodes;
+* ``all-360p``: every viewer on 360p (the single-layer broadcast: one encode, V viewers);
+* ``spread``: viewers spread over 360p, 180p and audio only (a third each).
+
+Printed: server CPU per phase (median of the repetitions, percent of one core), the load
+average and the other processes' CPU meanwhile; CPU per layer (phase minus ``audio``), per
+viewer on 360p and on 180p, and the ratio of the ladder's encode to the single layer's
+(``both`` / ``360p``, above ``audio``), which must stay below 1.6.
+
+    python bench/broadcast.py --ladder                 # V = 30, 3 repetitions of 5 s windows
+    python bench/broadcast.py --ladder --viewers 60 --repeats 5
 """
 
 from __future__ import annotations
@@ -79,14 +98,16 @@ def count_frames_at_the_socket(pc: RTCPeerConnection, answer_sdp: str, counts, i
     from aiortc import sdp
     from aiortc.rtp import is_rtcp
 
+    from streaming.node.internals import aioice_private, aiortc_private
+
     video = next(m for m in sdp.SessionDescription.parse(answer_sdp).media if m.kind == "video")
     video_type = video.rtp.codecs[0].payloadType
     dtls = pc.getTransceivers()[0].receiver.transport
-    connection = dtls.transport._connection
-    queue = connection._queue
+    connection = aiortc_private.ice_connection(dtls)
+    queue = aioice_private.data_queue(connection)
 
     def data_received(data: bytes, component: int) -> None:
-        srtp = dtls._rx_srtp
+        _tx, srtp = aiortc_private.srtp_sessions(dtls)
         if srtp is None or not 127 < data[0] < 192 or is_rtcp(data):
             queue.put_nowait((data, component))
             return
@@ -123,7 +144,7 @@ async def worker_main(port: int, count: int, decode: bool, tile: list[int]) -> N
         skip_stun_parsing_for_media()
     from aiortc.mediastreams import MediaStreamError
 
-    from streaming.broadcast.synthetic import STAMP_MODULO, clock_ms, read_stamp
+    from streaming.node.broadcast.synthetic import STAMP_MODULO, clock_ms, read_stamp
 
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     pcs: list[RTCPeerConnection] = []
@@ -209,8 +230,8 @@ class RelayBroadcast:
     def __init__(self, scene) -> None:
         from aiortc.contrib.media import MediaRelay
 
-        from streaming.broadcast.audio import AudioMixerTrack
-        from streaming.broadcast.compositor import CompositeVideoTrack
+        from streaming.node.broadcast.audio import AudioMixerTrack
+        from streaming.node.broadcast.compositor import CompositeVideoTrack
 
         self.video = CompositeVideoTrack(scene, width=WIDTH, height=HEIGHT, fps=FPS)
         self.audio = AudioMixerTrack(scene)
@@ -260,8 +281,8 @@ async def _drain(track) -> None:
 
 
 def make_scene():
-    from streaming.broadcast.scene import BroadcastMember, Scene
-    from streaming.broadcast.synthetic import SyntheticVideoTrack, ToneAudioTrack
+    from streaming.node.broadcast.scene import BroadcastMember, Scene
+    from streaming.node.broadcast.synthetic import SyntheticVideoTrack, ToneAudioTrack
 
     colours = {"mediator": (200, 40, 40), "applicant": (40, 200, 40), "respondent": (40, 40, 200)}
     members = [
@@ -329,7 +350,7 @@ def percentile(values, fraction):
 
 
 async def run_step(mode: str, viewers: int, window: float, processes: int) -> dict:
-    from streaming.broadcast.broadcast import Broadcast
+    from streaming.node.broadcast.broadcast import Broadcast
 
     scene = make_scene()
     if mode == "encode-once":
@@ -524,7 +545,269 @@ async def bench(
         print("mediarelay held no step")
 
 
+LADDER_PHASES = ("audio", "360p", "180p", "both", "all-360p", "spread")
+LADDER_LIMIT = 1.6
+
+
+def ladder_layout(phase: str, viewers: int) -> list[int]:
+    """The layer index of each viewer in ``phase`` (0 = 360p, 1 = 180p, 2 = audio only)."""
+    if phase == "audio":
+        return [2] * viewers
+    if phase == "360p":
+        return [0] + [2] * (viewers - 1)
+    if phase == "180p":
+        return [1] + [2] * (viewers - 1)
+    if phase == "both":
+        return [0, 1] + [2] * (viewers - 2)
+    if phase == "all-360p":
+        return [0] * viewers
+    return [index % 3 for index in range(viewers)]
+
+
+async def encode_only(repeats: int) -> float:
+    """The encoders alone, on the same recorded composite frames: the single layer (360p) and
+    the ladder (360p and 180p), alternating, each with fresh encoders as a broadcast has them.
+    Returns the ladder's CPU over the single layer's."""
+    from streaming.node.broadcast.compositor import CompositeVideoTrack
+    from streaming.node.broadcast.ladder import default_ladder
+    from streaming.node.media.fanout import _VideoEncoder
+
+    track = CompositeVideoTrack(make_scene(), width=WIDTH, height=HEIGHT, fps=FPS)
+    frames = [await track.recv() for _ in range(FPS * 6)]
+    track.stop()
+    layers = [layer for layer in default_ladder(WIDTH, HEIGHT) if layer.video]
+    gop = FPS  # a keyframe a second, as the broadcast's encoders
+
+    def encode(chosen) -> float:
+        encoders = [
+            (
+                _VideoEncoder(
+                    codec="vp8", bitrate=x.bitrate, size=(x.width, x.height), speed=x.speed
+                ),
+                x.frame_divisor,
+            )
+            for x in chosen
+        ]
+        started = time.thread_time()
+        for index, frame in enumerate(frames):
+            for encoder, divisor in encoders:
+                if index % divisor == 0:  # a layer at a lower frame rate skips the others
+                    encoder.encode(frame, index % gop == 0)
+        return (time.thread_time() - started) * 1000 / len(frames)
+
+    costs: dict[str, list[float]] = {"single": [], "ladder": []}
+    for _ in range(repeats):
+        costs["single"].append(encode(layers[:1]))
+        costs["ladder"].append(encode(layers))
+    single = statistics.median(costs["single"])
+    ladder = statistics.median(costs["ladder"])
+    print(
+        f"encoders alone on {len(frames)} recorded composite frames, alternating x {repeats} "
+        f"(load average {os.getloadavg()[0]:.1f}): single layer {single:.2f} ms/frame "
+        f"({', '.join(f'{c:.2f}' for c in costs['single'])}), ladder {ladder:.2f} ms/frame "
+        f"({', '.join(f'{c:.2f}' for c in costs['ladder'])}): ratio {ladder / single:.2f}",
+        flush=True,
+    )
+    return ladder / single
+
+
+async def bench_ladder(viewers: int, window: float, repeats: int, processes: int) -> None:
+    from streaming.node.broadcast.broadcast import Broadcast
+
+    encoders_ratio = await encode_only(max(repeats, 5))
+
+    server = Broadcast(make_scene(), width=WIDTH, height=HEIGHT, fps=FPS, viewer_limit=10_000)
+    await server.start()
+
+    async def signaling(reader, writer):
+        while line := await reader.readline():
+            offer = json.loads(line)["offer"]
+            try:
+                _, answer = await server.add_viewer(offer, adaptive=False)
+                reply = {"answer": answer}
+            except Exception as exc:  # report, do not hang the worker
+                reply = {"error": str(exc)}
+            writer.write((json.dumps(reply) + "\n").encode())
+            await writer.drain()
+
+    tcp = await asyncio.start_server(signaling, "127.0.0.1", 0)
+    port = tcp.sockets[0].getsockname()[1]
+    mediator = server.video.layout()["mediator"]
+    tile = (mediator.x, mediator.y, mediator.width, mediator.height)
+    split = max(1, min(processes, viewers))
+    workers = [
+        Worker(port, viewers // split + (1 if i < viewers % split else 0), False, tile)
+        for i in range(split)
+    ]
+    ready = [await w.read() for w in workers]
+    if any("error" in r for r in ready):
+        raise RuntimeError(f"viewers refused: {ready}")
+    connected = sum(r["ready"] for r in ready)
+    print(
+        f"ladder: {' / '.join(f'{layer.name} {layer.bitrate // 1000}k' for layer in server.ladder)}; "
+        f"{viewers} viewers ({connected} receiving) in {len(workers)} processes; "
+        f"{psutil.cpu_count()} cores; {repeats} x {window:.0f} s per phase, interleaved",
+        flush=True,
+    )
+    print(
+        f"{'rep':>4}{'phase':>10}{'srv cpu%':>10}{'ms/frame':>9}{'others%':>9}{'load1':>7}"
+        "  frames encoded; encoder CPU % by layer"
+    )
+    me = psutil.Process()
+    samples: dict[str, list[float]] = {phase: [] for phase in LADDER_PHASES}
+    # CPU milliseconds per composed frame: the composite slows down when the machine is busy
+    per_frame: dict[str, list[float]] = {phase: [] for phase in LADDER_PHASES}
+    # each layer's encoder thread CPU (scaling + encoding) and frames encoded, by phase: the
+    # CPU per encoded frame does not depend on how often a busy machine let the composite run
+    layer_frames: dict[tuple[str, str], list[float]] = {}
+    composed_frames: dict[str, int] = {}
+    # each layer's packetise-and-write CPU (event loop) and the frames its viewers got
+    layer_sends: dict[tuple[str, str], list[float]] = {}
+    loads = []
+    for repetition in range(repeats):
+        for phase in LADDER_PHASES:
+            # a viewer whose connection failed on the busy machine is gone: lay out the others
+            ids = list(server.viewers)
+            for viewer_id, index in zip(ids, ladder_layout(phase, len(ids)), strict=True):
+                if server.viewers[viewer_id].layer_index != index:
+                    server.set_viewer_layer(viewer_id, index)
+            await asyncio.sleep(1.5)  # encoders start or stop, viewers reach a keyframe
+            layers0 = server.layer_stats()
+            composed0 = server.video.frames_sent
+            machine0 = psutil.cpu_times()
+            cpu0, t0 = me.cpu_times(), time.monotonic()
+            await asyncio.sleep(window)
+            cpu1, t1 = me.cpu_times(), time.monotonic()
+            machine1 = psutil.cpu_times()
+            elapsed = t1 - t0
+            server_cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / elapsed
+            busy = sum(
+                getattr(machine1, f) - getattr(machine0, f)
+                for f in ("user", "system", "nice", "irq", "softirq")
+            )
+            others = max(0.0, busy / elapsed - server_cpu)
+            load = os.getloadavg()[0]
+            loads.append(load)
+            samples[phase].append(server_cpu * 100)
+            composed = max(1, server.video.frames_sent - composed0)
+            per_frame[phase].append(server_cpu * elapsed * 1000 / composed)
+            composed_frames[phase] = composed_frames.get(phase, 0) + composed
+            layers1 = server.layer_stats()
+            encoded = {
+                n: s["frames_encoded"] - layers0[n]["frames_encoded"] for n, s in layers1.items()
+            }
+            encode_cpu = {
+                n: (s["encode_cpu_seconds"] - layers0[n]["encode_cpu_seconds"]) / elapsed * 100
+                for n, s in layers1.items()
+            }
+            for name, layer in layers1.items():
+                cpu_s = layer["encode_cpu_seconds"] - layers0[name]["encode_cpu_seconds"]
+                totals = layer_frames.setdefault((phase, name), [0.0, 0])
+                totals[0] += cpu_s
+                totals[1] += encoded[name]
+                sends = layer_sends.setdefault((phase, name), [0.0, 0])
+                sends[0] += layer["send_cpu_seconds"] - layers0[name]["send_cpu_seconds"]
+                sends[1] += layer["viewer_frames"] - layers0[name]["viewer_frames"]
+            print(
+                f"{repetition + 1:>4}{phase:>10}{server_cpu * 100:>10.0f}"
+                f"{per_frame[phase][-1]:>9.1f}{others * 100:>9.0f}"
+                f"{load:>7.1f}  {encoded}; "
+                + ", ".join(f"{n} {v:.1f}" for n, v in encode_cpu.items() if n != "audio"),
+                flush=True,
+            )
+    for worker in workers:
+        await worker.close()
+    tcp.close()
+    await server.stop()
+
+    cpu = {phase: statistics.median(values) for phase, values in samples.items()}
+    base = cpu["audio"]
+    top, low = cpu["360p"] - base, cpu["180p"] - base
+    both = cpu["both"] - base
+    per_top = (cpu["all-360p"] - cpu["360p"]) / max(1, viewers - 1)
+    spread_viewers = ladder_layout("spread", viewers)
+    print()
+    print(
+        f"medians of {repeats}, percent of one core; load average 1 min during the run: "
+        f"{min(loads):.1f}-{max(loads):.1f}"
+    )
+    print(f"  composite + sound, every viewer on audio only: {base:.1f}")
+    video_spread = sum(1 for index in spread_viewers if index < 2)
+    per_spread = (cpu["spread"] - cpu["both"]) / max(1, video_spread - 2)
+    print(f"  layer 360p (encode + packetise):                {top:.1f}")
+    print(f"  layer 180p (scale + encode + packetise):        {low:.1f}")
+    print(f"  per viewer on 360p (all-360p minus 360p)/(V-1): {per_top:.3f}")
+    print(f"  per video viewer, spread (spread minus both):   {per_spread:.3f}")
+    print(
+        f"  all {viewers} viewers on 360p: {cpu['all-360p']:.1f};  spread "
+        f"({spread_viewers.count(0)} on 360p, {spread_viewers.count(1)} on 180p, "
+        f"{spread_viewers.count(2)} audio only): {cpu['spread']:.1f}"
+    )
+    frame = {phase: statistics.median(values) for phase, values in per_frame.items()}
+    top_ms, low_ms = frame["360p"] - frame["audio"], frame["180p"] - frame["audio"]
+    both_ms = frame["both"] - frame["audio"]
+    print(
+        f"  per composed frame, ms CPU: composite + sound {frame['audio']:.1f}, "
+        f"360p {top_ms:.2f}, 180p {low_ms:.2f}, both {both_ms:.2f}"
+    )
+
+    def ms_per_frame(phase: str, name: str) -> float:
+        cpu_s, frames = layer_frames.get((phase, name), (0.0, 0))
+        return cpu_s * 1000 / frames if frames else float("nan")
+
+    single = ms_per_frame("360p", "360p")
+    low_alone = ms_per_frame("180p", "180p")
+    print(
+        "  encoder thread CPU per encoded frame (scale + encode), ms: "
+        f"360p alone {single:.2f}, 180p alone {low_alone:.2f}, ladder (both) "
+        f"{ms_per_frame('both', '360p'):.2f} + {ms_per_frame('both', '180p'):.2f}; "
+        f"at {FPS} and {FPS / 2:g} fps that is {single * FPS / 10:.1f} % and "
+        f"{low_alone * FPS / 20:.1f} % of one core"
+    )
+    print(
+        f"process CPU above the audio-only phase: ladder (both) {both:.1f} / single layer "
+        f"(360p) {top:.1f} = {both / top if top > 0 else float('inf'):.2f}; per composed "
+        f"frame {both_ms:.2f} / {top_ms:.2f} ms (noisy on a loaded machine)"
+    )
+
+    def us_per_viewer_frame(phase: str, name: str) -> float:
+        cpu_s, frames = layer_sends.get((phase, name), (0.0, 0))
+        return cpu_s * 1e6 / frames if frames else float("nan")
+
+    top_view, low_view = (
+        us_per_viewer_frame("spread", "360p"),
+        us_per_viewer_frame("spread", "180p"),
+    )
+    print(
+        "  per viewer, viewers spread over the layers (packetise once, header + SRTP + send per "
+        f"viewer), µs per frame: 360p {top_view:.0f}, 180p {low_view:.0f}; at {FPS} fps "
+        f"{top_view * FPS / 1e4:.3f} % and {low_view * FPS / 1e4:.3f} % of one core per viewer; "
+        f"all on 360p: {us_per_viewer_frame('all-360p', '360p'):.0f} µs"
+    )
+
+    def ms_per_composed(phase: str, names: tuple[str, ...]) -> float:
+        cpu_s = sum(layer_frames.get((phase, name), (0.0, 0))[0] for name in names)
+        return cpu_s * 1000 / composed_frames[phase] if composed_frames.get(phase) else 0.0
+
+    # per composed frame: a layer at a lower frame rate encodes only some of them
+    live_single = ms_per_composed("360p", ("360p",))
+    live_ladder = ms_per_composed("both", ("360p", "180p"))
+    ratio = live_ladder / live_single if live_single > 0 else float("inf")
+    print(
+        f"live, encoder threads per composed frame: ladder {live_ladder:.2f} / single layer "
+        f"{live_single:.2f} ms = {ratio:.2f}"
+    )
+    verdict = "ok" if encoders_ratio < LADDER_LIMIT else "TOO COSTLY"
+    print(
+        f"ladder encode / single-layer encode, encoders alone, alternating: "
+        f"{encoders_ratio:.2f} (must be < {LADDER_LIMIT}): {verdict}"
+    )
+
+
 def main() -> None:
+    from loopback import keep_media_on_loopback
+
+    keep_media_on_loopback()  # the server's station, and each viewer worker (started through here)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="V = 10 50 and 4 s windows")
     parser.add_argument("--viewers", type=int, nargs="*", help="the V values to run")
@@ -538,6 +821,8 @@ def main() -> None:
     parser.add_argument(
         "--viewer-nice", type=int, default=VIEWER_NICENESS, help="niceness of viewer processes"
     )
+    parser.add_argument("--ladder", action="store_true", help="the ladder's cost, by phase")
+    parser.add_argument("--repeats", type=int, default=3, help="--ladder: repetitions")
     parser.add_argument("--worker", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--decode", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tile", help=argparse.SUPPRESS)
@@ -547,6 +832,10 @@ def main() -> None:
         asyncio.run(worker_main(args.worker[0], args.worker[1], args.decode, tile))
         return
     Worker.niceness = args.viewer_nice
+    if args.ladder:
+        viewers = (args.viewers or [30])[0]
+        asyncio.run(bench_ladder(viewers, args.window or 5.0, args.repeats, args.processes))
+        return
     counts = args.viewers or ([10, 50] if args.quick else [10, 50, 100, 200, 400])
     window = args.window or (4.0 if args.quick else 8.0)
     asyncio.run(

@@ -146,6 +146,7 @@ def start_server(mode: str, port: int, processes: int) -> subprocess.Popen:
             "127.0.0.1",
             "-p",
             str(port),
+            *(["--application", "plain_broadcast:application"] if mode == "plain" else []),
             "--",
             "-v",
             "0",

@@ -2,8 +2,8 @@
 
 Rooms of three members publishing 640x360 video at 15 fps plus audio, for 1, 2, 4 and 8
 concurrent rooms, once with the node's own forwarding (``fanout``: publishers' encoded frames
-forwarded as they are, see streaming.media.forward) and once with aiortc's plain MediaRelay
-(decode, then one encode per subscriber), in the same run. The node runs in its own process so
+forwarded as they are, see streaming.node.media.forward) and once with aiortc's plain MediaRelay
+(decode, then one encode per subscriber: bench/relay_node.py), in the same run. The node runs in its own process so
 its CPU is measured alone; the members are aiortc peers in this process that publish pre-encoded
 loops (answering keyframe requests with a keyframe, as a live encoder does) and count the frames
 they receive without decoding them (the receiver's decoder thread is replaced by one that passes
@@ -37,12 +37,15 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from streaming.media.probe import ProbePeer, wait_until  # noqa: E402
-from streaming.media.synthetic import (  # noqa: E402
+from loopback import keep_media_on_loopback  # noqa: E402
+from relay_node import RelayMediaNode  # noqa: E402
+
+from streaming.node.media.synthetic import (  # noqa: E402
     EncodedVideoLoopTrack,
     ToneAudioTrack,
     encode_video_loop,
 )
+from tests.streaming.probe import ProbePeer, wait_until  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 360, 15
 LOOP_FRAMES = 300
@@ -64,13 +67,14 @@ def counting_decoder_worker(loop, input_q, output_q, decode_error) -> None:  # n
 
 
 def node_process(conn, forwarding: str) -> None:  # noqa: ANN001
+    keep_media_on_loopback()
     asyncio.run(_serve(conn, forwarding))
 
 
 async def _serve(conn, forwarding: str) -> None:  # noqa: ANN001
-    from streaming.media.node import MediaNode
+    from streaming.node.media.node import MediaNode
 
-    node = MediaNode(forwarding=forwarding)
+    node = RelayMediaNode() if forwarding == "relay" else MediaNode()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -299,6 +303,7 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--modes", nargs="+", default=["fanout", "relay"])
     args = parser.parse_args()
+    keep_media_on_loopback()
     import aiortc.rtcrtpreceiver
 
     aiortc.rtcrtpreceiver.decoder_worker = counting_decoder_worker

@@ -3,15 +3,20 @@
 3 members (aiortc peers) in the mediation room, V viewers each holding the live comment socket
 (/ws/live/) and the watch socket (/ws/watch/), and R comments a second from 20 posters, for the
 duration, against the production layout: the web server as `cloudbench.serve` runs it (two
-daphne processes on one socket) and the media node in its own process. Meanwhile the web server
-is killed (SIGKILL, every process) and started again twice, and Redis (this benchmark's own redis-server, never the machine's shared
-one) is stopped for 5 seconds once. Every client reconnects by itself, as the pages do: the
-comment clients behave as live.js (tests/faults/live_client.py), the members as room.js.
+daphne processes on one socket, with their standbys) and the media node in its own process.
+Meanwhile every web process that serves is killed (SIGKILL) twice, as a crash would (serve
+puts its standbys in their place, or starts new ones), Redis (this benchmark's own
+redis-server, never the machine's shared one) is stopped for 5 seconds once, and the web
+processes are replaced one at a time once, as a deploy does (SIGHUP to serve). Every client
+reconnects by itself, as the pages do: the comment and watch clients behave as live.js and
+watch.js (tests/faults/live_client.py), the members as room.js.
 
 Prints comments lost and shown twice (per viewer, over every comment the server acknowledged),
-viewers that did not come back, the longest time any viewer was without a socket, the longest
-silence between two comments any viewer saw, and whether the members got their media back.
-Target: 0 lost, 0 twice, 0 not back, longest gap under 10 s.
+viewers that did not come back, for each fault the distribution of per-viewer gaps (time
+without a working socket: p50 / p95 / max), the longest silence between two comments any viewer
+saw, and whether the members got their media back. serve's log (with the times each process
+started, was ready, took over, drained) is SERVER_LOG.
+Target: 0 lost, 0 twice, 0 not back, longest gap under 10 s after a crash, under 2 s in a deploy.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/cb_bench_soak \\
     .venv/bin/python bench/soak.py [--duration 600] [--viewers 300] [--rate 20]
@@ -23,9 +28,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import multiprocessing as mp
 import os
-import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,9 +42,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
 
 import comments  # noqa: E402  bench/comments.py: database, server and fixture helpers
+from loopback import keep_media_on_loopback  # noqa: E402
 
 POSTERS = 20
+SERVER_LOG = "/tmp/bench-comments-server-batched.log"  # bench/comments.py start_server
 REDIS_DOWN = 5.0
+# the faults, at these shares of the duration
+FAULTS = [(0.2, "crash"), (0.4, "redis"), (0.6, "crash"), (0.8, "deploy")]
+FAULT_NAMES = {
+    "crash": "every web process killed",
+    "redis": "Redis stopped",
+    "deploy": "rolling restart",
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -101,61 +116,52 @@ def members_and_cookies(room: str) -> dict[str, str]:
 
 def room_last_seq(room: str) -> int:
     from mediation_room.models import Hearing
-    from voting.services import room_for_hearing
+    from voting.services.rooms import room_for_hearing
 
     return room_for_hearing(Hearing.objects.get(public_id=room)).last_seq
 
 
+def serving_web_processes(server: subprocess.Popen, port: int) -> list[int]:
+    """The daphne processes under serve that hold connections on the port (not the standbys)."""
+    import psutil
+
+    pids = []
+    for child in psutil.Process(server.pid).children():
+        try:
+            if "cloudbench.webserver" in child.cmdline() and any(
+                c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+                for c in child.net_connections(kind="tcp")
+            ):
+                pids.append(child.pid)
+        except psutil.Error:
+            continue
+    return pids
+
+
+def wait_for_standbys(count: int) -> None:
+    """serve starts its standbys once the processes that serve are ready: the crashes are
+    meant to find them ready, as in a server that has been up for a while."""
+    give_up = time.monotonic() + 300
+    while time.monotonic() < give_up:
+        lines = Path(SERVER_LOG).read_text(errors="replace").splitlines()
+        if sum("standby (pid" in line and "ready after" in line for line in lines) >= count:
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"the standbys did not start: see {SERVER_LOG}")
+
+
+async def finish(tasks: list[asyncio.Future], within: float = 60.0) -> None:
+    """Wait for the clients' loops to end after stop(); cancel those still running after
+    ``within`` (a socket stuck in its closing handshake must not hold up the report)."""
+    _done, pending = await asyncio.wait(tasks, timeout=within)
+    for task in pending:
+        task.cancel()
+    if pending:
+        print(f"{len(pending)} client loops still running after stop(): cancelled", flush=True)
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
 # --- viewers (separate processes) -------------------------------------------------------------
-
-
-class WatchClient:
-    """Holds /ws/watch/ open as watch.js does, reopening it with backoff."""
-
-    def __init__(self, base: str, room: str) -> None:
-        self.url = base.replace("http://", "ws://") + f"/ws/watch/{room}/"
-        self.origin = base
-        self.up = False
-        self.down_since: float | None = time.monotonic()
-        self.connects = 0
-        self.longest_gap = 0.0
-        self.failures: list[str] = []
-        self.stopping = False
-
-    async def run(self) -> None:
-        from websockets.asyncio.client import connect
-        from websockets.exceptions import WebSocketException
-
-        retry = 0.5
-        while not self.stopping:
-            try:
-                async with connect(
-                    self.url, origin=self.origin, ping_interval=5, ping_timeout=10, open_timeout=10
-                ) as ws:
-                    self.ws = ws
-                    async for raw in ws:
-                        if json.loads(raw).get("type") == "watch.state" and not self.up:
-                            retry = 0.5
-                            self.connects += 1
-                            if self.connects > 1 and self.down_since is not None:
-                                gap = time.monotonic() - self.down_since
-                                self.longest_gap = max(self.longest_gap, gap)
-                            self.up, self.down_since = True, None
-            except (OSError, TimeoutError, WebSocketException):
-                pass
-            except Exception as exc:  # anything else: say so, and reconnect as the page would
-                self.failures.append(repr(exc))
-            if self.stopping:
-                break
-            if self.up:
-                self.up, self.down_since = False, time.monotonic()
-            await asyncio.sleep(retry * (0.5 + random.random()))  # jitter, as watch.js
-            retry = min(retry * 2, 2.0)
-
-    async def stop(self) -> None:
-        self.stopping = True
-        with contextlib.suppress(Exception):
-            await self.ws.close()
 
 
 def viewers_main(cfg: dict, count: int, ready, go, results) -> None:
@@ -167,7 +173,7 @@ def viewers_main(cfg: dict, count: int, ready, go, results) -> None:
 
 
 async def _viewers(cfg: dict, count: int, ready, go) -> dict:
-    from tests.faults.live_client import LiveClient
+    from tests.faults.live_client import LiveClient, WatchClient
 
     live = [LiveClient(cfg["base"], cfg["room"], after=cfg["after"]) for _ in range(count)]
     watch = [WatchClient(cfg["base"], cfg["room"]) for _ in range(count)]
@@ -180,18 +186,23 @@ async def _viewers(cfg: dict, count: int, ready, go) -> dict:
         await asyncio.wait_for(asyncio.gather(*(c.connected.wait() for c in live)), 300)
     ready.put(count)
     await asyncio.get_running_loop().run_in_executor(None, go.wait)
-    for c in [*live, *watch]:
-        await c.stop()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    # together: one at a time, each close waiting for a busy server, takes minutes
+    await asyncio.gather(*(c.stop() for c in [*live, *watch]))
+    await finish(tasks)
     return {
         "viewers": [
             {
-                "shown": dict(c.shown),
+                # numbers, not texts: 300 viewers' copies of 12,000 texts is a pickle that a
+                # busy machine takes minutes to pass between processes
+                "shown": sorted(int(text.split()[1]) for text in c.shown),
+                "twice": sum(n - 1 for n in c.shown.values() if n > 1),
                 "live_back": c.connected.is_set(),
                 "watch_back": w.up,
                 "gap": max(c.longest_gap, w.longest_gap),
                 "live_gap": c.longest_gap,
                 "watch_gap": w.longest_gap,
+                "live_gaps": c.gaps,
+                "watch_gaps": w.gaps,
                 "failures": w.failures,
                 "silence": c.longest_silence,
                 "drops": c.drops,
@@ -219,15 +230,19 @@ class Member:
         self.failures: list[str] = []
         self.last = ""
         self.stopping = False
+        self.ws = None
 
     async def run(self) -> None:
         from websockets.asyncio.client import connect
         from websockets.exceptions import WebSocketException
 
-        from streaming.media.probe import ProbePeer
+        from cloudbench.serve import CLOSE_RESTART
         from streaming.protocol import VERSION
+        from tests.faults.live_client import OPEN_TIMEOUT
+        from tests.streaming.probe import ProbePeer
 
         while not self.stopping:
+            self.ws = None
             try:
                 async with connect(
                     self.url,
@@ -235,10 +250,12 @@ class Member:
                     additional_headers={"Cookie": self.cookie},
                     ping_interval=5,
                     ping_timeout=10,
-                    open_timeout=10,
+                    open_timeout=OPEN_TIMEOUT,
                     max_size=2**22,
                 ) as ws:
                     self.ws = ws
+                    if self.stopping:
+                        break  # stop() came while this socket was opening: nothing else closes it
                     async for raw in ws:
                         frame = json.loads(raw)
                         kind = frame.get("type")
@@ -275,7 +292,8 @@ class Member:
                 pass
             except Exception as exc:  # anything else: say so, and reconnect as the page would
                 self.failures.append(repr(exc))
-            if not self.stopping:
+            code = self.ws.close_code if self.ws is not None else None
+            if not self.stopping and code != CLOSE_RESTART:  # restart code: at once, as room.js
                 await asyncio.sleep(0.5)
 
     def frames(self) -> int:
@@ -317,20 +335,22 @@ async def session(args, cfg, cookies, members_cookies, redis, ready, procs: int,
 
     server = cfg["server"]
     start = time.monotonic()
-    # the faults, at these shares of the duration
-    faults = [(0.25, "web"), (0.45, "redis"), (0.70, "web")]
-    schedule = [(start + share * args.duration, kind) for share, kind in faults]
+    schedule = [(start + share * args.duration, kind) for share, kind in FAULTS]
+    injected: list[tuple[float, str]] = []
 
     async def inject() -> None:
         for at, kind in schedule:
             await asyncio.sleep(max(0.0, at - time.monotonic()))
             t = time.monotonic() - start
-            if kind == "web":
-                print(f"{t:6.1f} s  web process killed and started again", flush=True)
-                comments.stop_server(server[0], kill=True)
-                server[0] = await loop.run_in_executor(
-                    None, comments.start_server, "batched", args.port, args.processes
-                )
+            injected.append((time.monotonic(), kind))
+            if kind == "crash":
+                pids = serving_web_processes(server[0], args.port)
+                for pid in pids:
+                    os.kill(pid, signal.SIGKILL)
+                print(f"{t:6.1f} s  every web process that serves killed: {pids}", flush=True)
+            elif kind == "deploy":
+                os.kill(server[0].pid, signal.SIGHUP)
+                print(f"{t:6.1f} s  rolling restart (SIGHUP to serve)", flush=True)
             else:
                 print(f"{t:6.1f} s  Redis stopped for {REDIS_DOWN:g} s", flush=True)
                 await loop.run_in_executor(None, redis.stop)
@@ -376,11 +396,11 @@ async def session(args, cfg, cookies, members_cookies, redis, ready, procs: int,
     # frames each member received from the others in those 5 s
     media_flowing = [m.frames() - before for m, before in zip(members, frames_before, strict=True)]
     go.set()
-    for x in [*members, *posters]:
-        await x.stop()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*(x.stop() for x in [*members, *posters]))
+    await finish(tasks)
     acked = {cid for p in posters for cid in p.acked}
     return {
+        "faults": injected,
         "posted": n,
         "acked": acked,
         "unacked": sum(len(p.outbox) for p in posters),
@@ -392,6 +412,7 @@ async def session(args, cfg, cookies, members_cookies, redis, ready, procs: int,
 
 
 def main() -> None:
+    keep_media_on_loopback()  # the members here; the node process inherits ICE_HOST_ADDRESSES
     args = parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="cb-soak-"))
     from tests.faults.redis_server import PrivateRedis
@@ -412,14 +433,17 @@ def main() -> None:
         from django.db import connection
 
         connection.close()
+        print("$ " + " ".join([sys.executable, *sys.argv]), flush=True)
         print(
             f"bench/soak.py: {args.duration:g} s, 3 members, {args.viewers} viewers, "
-            f"{args.rate:g} comments/s; the web process restarts twice and Redis once; "
-            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",
+            f"{args.rate:g} comments/s; every web process is killed twice, Redis stopped "
+            f"once, the web processes replaced one at a time once; {os.cpu_count()} CPUs, "
+            "load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()),
             flush=True,
         )
         media = start_media_node()
         server = [comments.start_server("batched", args.port, args.processes)]
+        wait_for_standbys(args.processes)
         base = f"http://127.0.0.1:{args.port}"
         cfg = {"base": base, "room": fixture["room"], "after": after}
         ctx = mp.get_context("spawn")
@@ -447,7 +471,7 @@ def main() -> None:
                     go,
                 )
             )
-            parts = [results.get(timeout=300) for _ in procs]
+            parts = [results.get(timeout=900) for _ in procs]
             for proc in procs:
                 proc.join(timeout=30)
         finally:
@@ -465,13 +489,23 @@ def main() -> None:
     report(out, [v for p in parts for v in p["viewers"]])
 
 
+def spread(values: list[float]) -> str:
+    if not values:
+        return "no gap"
+    ordered = sorted(values)
+
+    def q(p: float) -> float:
+        return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
+
+    return f"{q(0.5):.1f} / {q(0.95):.1f} / {ordered[-1]:.1f}, {len(ordered)}"
+
+
 def report(out: dict, viewers: list[dict]) -> None:
-    acked_texts = {f"soak {int(cid.split('-')[1])}" for cid in out["acked"]}
+    acked = {int(cid.split("-")[1]) for cid in out["acked"]}
     lost = dup = 0
     for v in viewers:
-        shown = v["shown"]
-        lost += sum(1 for t in acked_texts if t not in shown)
-        dup += sum(n - 1 for n in shown.values() if n > 1)
+        lost += len(acked - set(v["shown"]))
+        dup += v["twice"]
     not_back = sum(1 for v in viewers if not (v["live_back"] and v["watch_back"]))
     live_not_back = sum(1 for v in viewers if not v["live_back"])
     watch_not_back = sum(1 for v in viewers if not v["watch_back"])
@@ -494,6 +528,23 @@ def report(out: dict, viewers: list[dict]) -> None:
     failures = [f for v in viewers for f in v["failures"]]
     if failures:
         print(f"  watch client failures          {len(failures)}: {failures[:3]}")
+    print("  per-viewer gaps after each fault (s without a socket: p50 / p95 / max, viewers):")
+    faults = out["faults"]
+    for i, (at, kind) in enumerate(faults):
+        until = faults[i + 1][0] if i + 1 < len(faults) else math.inf
+        row = {}
+        for key in ("live_gaps", "watch_gaps", None):
+            worst = []
+            for v in viewers:
+                gaps = v["live_gaps"] + v["watch_gaps"] if key is None else v[key]
+                within = [b - a for a, b in gaps if at - 0.5 <= a < until]
+                if within:
+                    worst.append(max(within))
+            row[key] = worst
+        print(
+            f"    {FAULT_NAMES[kind]:<26} {spread(row[None])} "
+            f"(comment socket {spread(row['live_gaps'])}; watch socket {spread(row['watch_gaps'])})"
+        )
     print(f"  longest silence between two comments at a viewer  {silence:.1f} s")
     print(
         f"  members connected at the end   {sum(out['media_back'])} of {len(out['media_back'])}"

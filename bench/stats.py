@@ -50,6 +50,8 @@ def setup_django() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    # the page names its static files from collectstatic's manifest, as in production
+    call_command("collectstatic", interactive=False, verbosity=0)
 
 
 # --- data ------------------------------------------------------------------------------------------------

@@ -2,40 +2,36 @@
 
 Thin: authenticates and checks the member's place in the case, validates frames against
 ``protocol``, records the room's CaseEvents through services, and forwards everything about media
-to the media node over the channel layer (``node_worker``). The node answers on this socket's
+to the media node over the channel layer (``streaming.node``). The node answers on this socket's
 channel or the room's group with ready-made frames.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from accounts.ratelimit import MessageBudget
+from cloudbench.sockets import (
+    CLOSE_REFUSED,
+    CLOSE_REMOVED,
+    CLOSE_SUPERSEDED,
+    ProtocolConsumer,
+    ProtocolError,
+)
 from mediation_room.realtime import case_group
 
-from . import protocol
-from .node_worker import MEDIA_NODE_CHANNEL, ensure_inprocess_worker, room_group
+from . import pool, protocol
+from .embedded import ensure_inprocess_worker
+from .plane import media_room_group, node_channel, room_moved_message, watch_group
 from .selectors import RoomAccess, RoomRefused, recording_consent, room_access_for_user
 from .services import room_event_record
 
-CLOSE_REFUSED = 4403
-CLOSE_REMOVED = 4410
-CLOSE_FLOOD = 4429
-CLOSE_SUPERSEDED = 4409
 
-# A member's page sends a handful of frames a minute; a burst of 20 is generous, and a socket
-# that keeps flooding after being told is closed.
-RATE_PER_SECOND = 5.0
-RATE_BURST = 20.0
-FLOOD_LIMIT = 50
-
-
-class RoomConsumer(AsyncWebsocketConsumer):
+class RoomConsumer(ProtocolConsumer):
+    limits = protocol.LIMITS
+    message_types = protocol.MESSAGE_TYPES
     access: RoomAccess | None = None
 
     async def connect(self) -> None:
@@ -43,7 +39,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.public_id = self.scope["url_route"]["kwargs"]["public_id"]
         self.user = self.scope.get("user")
         self.in_media = False
-        self.budget = MessageBudget(per_second=RATE_PER_SECOND, burst=RATE_BURST)
+        self.moved_from = ""
         # accept first, so that a refusal can say why before the socket closes
         await self.accept()
         try:
@@ -51,12 +47,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 self.user, self.public_id
             )
         except RoomRefused as exc:
-            await self._send(protocol.refused_frame(exc.code, exc.message))
+            await self.send_frame(protocol.refused_frame(exc.code, exc.message))
             await self.close(code=CLOSE_REFUSED)
             return
         if settings.MEDIA_NODE_INPROCESS:
-            ensure_inprocess_worker()
-        await self.channel_layer.group_add(room_group(self.public_id), self.channel_name)
+            await ensure_inprocess_worker()
+        await self.channel_layer.group_add(media_room_group(self.public_id), self.channel_name)
         # consent answers change during a session: the recording follows them
         await self.channel_layer.group_add(case_group(self.access.case_id), self.channel_name)
         await self._to_node(
@@ -70,33 +66,22 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.access is None:
             return
-        await self.channel_layer.group_discard(room_group(self.public_id), self.channel_name)
+        await self.channel_layer.group_discard(media_room_group(self.public_id), self.channel_name)
         await self.channel_layer.group_discard(case_group(self.access.case_id), self.channel_name)
         await self._to_node("room.exit")
         if self.in_media:
             self.in_media = False
             await self._event("room_left")
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.access is None:
-            return
-        if not self.budget.take():
-            await self._flooded()
-            return
-        try:
-            message = protocol.parse(text_data if text_data is not None else bytes_data)
-        except protocol.ProtocolError as exc:
-            await self._send(protocol.error_frame(exc))
-            return
+    def serving(self) -> bool:
+        return self.access is not None
+
+    async def receive_frame(self, frame: dict[str, Any]) -> None:
+        message = protocol.read_message(frame)
         if message.type in protocol.EXPERT_ACTIONS and self.access.role != "expert":
-            await self._send(
-                protocol.error_frame(
-                    protocol.ProtocolError(
-                        "forbidden", "Only the mediator can do this.", ref_type=message.type
-                    )
-                )
+            raise ProtocolError(
+                "forbidden", "Only the mediator can do this.", ref=message.ref or message.type
             )
-            return
         await getattr(self, f"_on_{message.type}")(message)
 
     # -- client frames ---------------------------------------------------------------------
@@ -134,17 +119,31 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def _on_caucus(self, message: protocol.Message) -> None:
         await self._to_node("room.caucus", actor=self.access.member_id, **message.data)
 
+    async def _on_share(self, message: protocol.Message) -> None:
+        await self._to_node("room.share", **message.data)
+
+    async def _on_share_air(self, message: protocol.Message) -> None:
+        await self._to_node("room.share_air", actor=self.access.member_id, **message.data)
+
     async def _on_ping(self, message: protocol.Message) -> None:
-        await self._send({"type": "pong", "ref": message.ref})
+        await self.send_frame({"type": "pong", "ref": message.ref})
 
     # -- from the media node -------------------------------------------------------------
 
     async def room_frame(self, event: dict[str, Any]) -> None:
         frame = event["frame"]
-        await self._send(frame)
+        await self.send_frame(frame)
         if event.get("record_event"):
             await self._event(event["record_event"]["kind"], **event["record_event"]["data"])
-        if frame.get("type") == "answer" and event.get("joined"):
+        if frame.get("type") == "answer" and self.moved_from:
+            # media from the room's new node: the node it left lets this member go
+            moved_from, self.moved_from = self.moved_from, ""
+            await self.channel_layer.send(
+                node_channel(moved_from),
+                {"type": "room.gone", "public_id": self.public_id, "member": self.access.member_id},
+            )
+            self.in_media = True
+        elif frame.get("type") == "answer" and event.get("joined"):
             self.in_media = True
             await self._event("room_joined")
         elif frame.get("type") == "answer":
@@ -157,6 +156,32 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.access = None
             await self.close(code=code)
 
+    async def room_moved(self, event: dict[str, Any]) -> None:
+        """The room moved to another node (``streaming.pool``: its node died, or drains): enter
+        it there as a member coming back, with what the database says now; the page is told,
+        and offers again when the new node says hello."""
+        if self.access is None:
+            return
+        try:
+            self.access = await database_sync_to_async(room_access_for_user)(
+                self.user, self.public_id
+            )
+        except RoomRefused as exc:
+            await self.send_frame(protocol.refused_frame(exc.code, exc.message))
+            self.access = None
+            await self.close(code=CLOSE_REFUSED)
+            return
+        if self.in_media:
+            self.moved_from = event.get("moved_from", "")
+        await self.send_frame({"type": "moved", "reason": event.get("reason", "")})
+        await self._to_node(
+            "room.enter",
+            role=self.access.role,
+            label=self.access.label,
+            record=self.access.record,
+            admitted=self.access.admitted,
+        )
+
     async def case_update(self, event: dict[str, Any]) -> None:
         if self.access is None:
             return
@@ -166,20 +191,22 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # -- helpers ---------------------------------------------------------------------------
 
-    async def _flooded(self) -> None:
-        """Say so once in a while (not once per dropped frame), and give up on a flood."""
-        if self.budget.should_warn:
-            await self._send(
-                protocol.error_frame(
-                    protocol.ProtocolError("rate_limited", "Too many messages; slow down.")
-                )
-            )
-        if self.budget.rejected >= FLOOD_LIMIT:
-            await self.close(code=CLOSE_FLOOD)
-
     async def _to_node(self, type_: str, **data: Any) -> None:
+        placement = await pool.acall(pool.place_room, self.public_id)
+        if placement.moved:
+            # this socket is the first to find the room's node gone: every member (this one
+            # too) enters the new node and offers again; this message would find nobody there
+            await self.channel_layer.group_send(
+                media_room_group(self.public_id),
+                room_moved_message(placement.node, placement.moved_from, "failover"),
+            )
+            await self.channel_layer.group_send(
+                watch_group(self.public_id), {"type": "watch.moved", "node": placement.node}
+            )
+            if type_ not in ("room.enter", "room.exit"):
+                return
         await self.channel_layer.send(
-            MEDIA_NODE_CHANNEL,
+            node_channel(placement.node),
             {
                 "type": type_,
                 "public_id": self.public_id,
@@ -193,6 +220,3 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await database_sync_to_async(room_event_record)(
             public_id=self.public_id, actor=self.user, kind=kind, data=data
         )
-
-    async def _send(self, frame: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(frame, ensure_ascii=False))

@@ -1,7 +1,7 @@
 """What the mediation room keeps: evidence shown to the room, and recordings of hearings.
 
-Both live under ``MEDIA_ROOT/private/`` with unguessable names and are served only through
-views that check the viewer's role in the case (nginx publishes ``/media/hls/`` only).
+Both live under ``MEDIA_ROOT/private/`` with unguessable names, sealed (encrypted, see
+``privacy.sealed``), and are served only through views that check the viewer's role in the case (nginx publishes ``/media/hls/`` only).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from mediation_room.models import Case, Hearing
+from privacy.storage import sealed_storage
 
 
 class TimeStamped(models.Model):
@@ -52,7 +53,7 @@ class Evidence(TimeStamped):
     )
     uploader_role = models.CharField(max_length=12)
     title = models.CharField(_("title"), max_length=100)
-    file = models.FileField(upload_to=evidence_path, max_length=200)
+    file = models.FileField(upload_to=evidence_path, max_length=200, storage=sealed_storage)
     content_type = models.CharField(max_length=40, choices=ContentType.choices)
     size = models.PositiveIntegerField()
     sha256 = models.CharField(max_length=64)
@@ -70,7 +71,7 @@ class Recording(TimeStamped):
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     hearing = models.ForeignKey(Hearing, on_delete=models.CASCADE, related_name="recordings")
-    file = models.FileField(max_length=300)
+    file = models.FileField(max_length=300, storage=sealed_storage)
     sha256 = models.CharField(max_length=64)
     duration = models.FloatField(help_text=_("seconds"))
     size = models.PositiveBigIntegerField()

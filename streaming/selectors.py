@@ -11,6 +11,7 @@ from django.http import Http404
 from django.utils.translation import gettext as _
 
 from accounts.models import User
+from cloudbench.errors import DomainError
 from mediation_room.models import CaseEvent, ConsentKind, Hearing
 from mediation_room.selectors import access_hearing_for_user, case_role_for_user
 from mediation_room.services import consents_all_granted
@@ -25,18 +26,16 @@ OPEN_STATES = (Hearing.State.SCHEDULED, Hearing.State.LIVE)
 def role_label(role: str) -> str:
     """How a member is shown in the room: by role, never by name."""
     return {
-        "expert": _("调解员"),
-        "applicant": _("申请人（甲方）"),
-        "respondent": _("被申请人（乙方）"),
-        "coordinator": _("协调员"),
+        "expert": _("Mediator"),
+        "applicant": _("Applicant (party A)"),
+        "respondent": _("Respondent (party B)"),
+        "coordinator": _("Coordinator"),
     }.get(role, role)
 
 
-class RoomRefused(Exception):
+class RoomRefused(DomainError):
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
 
 
 @dataclass(frozen=True)
@@ -102,6 +101,48 @@ def member_was_admitted(hearing: Hearing, member_id: str) -> bool:
         .first()
     )
     return last == "room_member_admitted"
+
+
+def room_state_from_trail(public_id: str) -> dict:
+    """What a media node that takes over a hearing's room (its node died, or drained) starts from:
+    the members admitted and removed (each member's last admission or removal in the audit
+    trail), the private caucus if the last caucus event started one, and recording consent. From
+    the database, never from the node that held the room before."""
+    hearing = Hearing.objects.select_related("case").filter(public_id=public_id).first()
+    if hearing is None:
+        return {"admitted": [], "removed": [], "caucus": None, "record": False}
+    last: dict[str, str] = {}
+    caucus = None
+    events = CaseEvent.objects.filter(
+        case_id=hearing.case_id,
+        kind__in=(
+            "room_member_admitted",
+            "room_member_removed",
+            "room_caucus_started",
+            "room_caucus_ended",
+        ),
+        data__hearing=hearing.public_id,
+    ).order_by("created_at", "pk")
+    for kind, data, actor_id in events.values_list("kind", "data", "actor_id"):
+        if kind in ("room_member_admitted", "room_member_removed") and data.get("member"):
+            last[data["member"]] = kind
+        elif kind == "room_caucus_started" and data.get("member") and actor_id:
+            caucus = sorted({room_member_id(hearing.public_id, actor_id), data["member"]})
+        elif kind == "room_caucus_ended":
+            caucus = None
+    return {
+        "admitted": sorted(m for m, k in last.items() if k == "room_member_admitted"),
+        "removed": sorted(m for m, k in last.items() if k == "room_member_removed"),
+        "caucus": caucus,
+        "record": consents_all_granted(hearing.case, ConsentKind.RECORDING),
+    }
+
+
+def recorded_files(public_id: str) -> set[str]:
+    """The files (relative to MEDIA_ROOT) of the hearing's stored recordings."""
+    return set(
+        Recording.objects.filter(hearing__public_id=public_id).values_list("file", flat=True)
+    )
 
 
 def recording_consent(public_id: str) -> bool:

@@ -26,7 +26,7 @@ from mediation_room.models import CaseEvent, Hearing
 from mediation_room.services import case_event_record
 
 from .models import Evidence, Recording
-from .node_worker import frame_message, room_group
+from .plane import media_room_group, room_frame_message
 from .selectors import RoomRefused, role_label, room_access_for_user
 
 ROOM_EVENTS = frozenset(
@@ -38,10 +38,43 @@ ROOM_EVENTS = frozenset(
         "room_member_removed",
         "room_caucus_started",
         "room_caucus_ended",
+        "room_share_started",
+        "room_share_stopped",
+        "room_share_on_air",
+        "room_share_off_air",
     }
 )
 EVIDENCE_MAX_BYTES = 10 * 1024 * 1024
 EVIDENCE_TITLE_MAX = 100
+
+
+class ShareRefused(Exception):
+    """A screen share the room's rules do not allow; ``code`` is the room protocol's."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def screen_share_start_check(*, sharing: str | None, member: str, in_media: bool) -> None:
+    """One share at a time, from a member whose media is in the room (the node's state)."""
+    if not in_media:
+        raise ShareRefused("not_in_room", _("Join the room before sharing your screen."))
+    if sharing is not None and sharing != member:
+        raise ShareRefused("share_busy", _("Someone else is sharing their screen."))
+
+
+def screen_share_air_check(
+    *, sharing: str | None, on_air: bool, actor_role: str, caucus: bool
+) -> None:
+    """Only the mediator puts a share on the livestream; never during a private talk."""
+    if actor_role != "expert":
+        raise ShareRefused("forbidden", _("Only the mediator can do this."))
+    if on_air and sharing is None:
+        raise ShareRefused("share_none", _("Nobody is sharing their screen."))
+    if on_air and caucus:
+        raise ShareRefused("caucus", _("Not during a private talk."))
 
 
 def _room_role(actor: User, public_id: str) -> tuple[Hearing, str]:
@@ -165,7 +198,7 @@ def evidence_frame(evidence: Evidence) -> dict[str, Any]:
 def _tell_room(public_id: str, frame: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is not None:
-        async_to_sync(layer.group_send)(room_group(public_id), frame_message(frame))
+        async_to_sync(layer.group_send)(media_room_group(public_id), room_frame_message(frame))
 
 
 @transaction.atomic

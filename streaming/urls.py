@@ -8,6 +8,7 @@ from . import views
 app_name = "streaming"
 urlpatterns: list = [
     path("room/<str:public_id>/", views.room_page, name="room"),
+    path("room/<str:public_id>/check/", views.room_check, name="room_check"),
     path("room/<str:public_id>/evidence/", views.evidence_upload_view, name="evidence_upload"),
     path(
         "room/<str:public_id>/evidence/<uuid:evidence_id>/",

@@ -4,17 +4,54 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
-from mediation_room.errors import CaseError
+from cloudbench.errors import DomainError
+from privacy.access import log_access
+from privacy.models import AccessKind
+from privacy.serve import sealed_response
+from privacy.uploads import keep_uploads_in_memory
 
 from . import selectors, services
-from .ice import browser_ice_servers
 from .models import Evidence, Recording
+from .plane import browser_ice_servers, transport_policy
 from .protocol import VERSION
+
+
+def _refused(request: HttpRequest, exc: selectors.RoomRefused) -> HttpResponse:
+    return render(
+        request,
+        "streaming/room_refused.html",
+        {"message": exc.message, "code": exc.code},
+        status=403 if exc.code != "closed" else 410,
+    )
+
+
+@login_required
+@require_GET
+def room_check(request: HttpRequest, public_id: str) -> HttpResponse:
+    """Before joining: camera, microphone, speaker and connection, and what to do when the
+    browser refuses the camera or microphone. The room link leads here first."""
+    try:
+        access = selectors.room_access_for_user(request.user, public_id)
+    except selectors.RoomRefused as exc:
+        return _refused(request, exc)
+    hearing = selectors.hearing_for_room_files(request.user, public_id)
+    context = {
+        "hearing": hearing,
+        "access": access,
+        "check_config": {
+            "ws": f"/ws/room/{public_id}/",
+            "protocol": VERSION,
+            "room": f"/room/{public_id}/",
+            "hearing": public_id,
+        },
+    }
+    return render(request, "streaming/check.html", context)
 
 
 @login_required
@@ -23,12 +60,7 @@ def room_page(request: HttpRequest, public_id: str) -> HttpResponse:
     try:
         access = selectors.room_access_for_user(request.user, public_id)
     except selectors.RoomRefused as exc:
-        return render(
-            request,
-            "streaming/room_refused.html",
-            {"message": exc.message, "code": exc.code},
-            status=403 if exc.code != "closed" else 410,
-        )
+        return _refused(request, exc)
     hearing = selectors.hearing_for_room_files(request.user, public_id)
     evidence = [services.evidence_frame(e) for e in selectors.case_evidence(hearing)]
     context = {
@@ -38,6 +70,7 @@ def room_page(request: HttpRequest, public_id: str) -> HttpResponse:
             "ws": f"/ws/room/{public_id}/",
             "protocol": VERSION,
             "iceServers": browser_ice_servers(access.member_id),
+            "iceTransportPolicy": transport_policy(),
             "evidenceUrl": f"/room/{public_id}/evidence/",
             "me": {"id": access.member_id, "role": access.role, "label": access.label},
             "evidence": evidence,
@@ -47,10 +80,12 @@ def room_page(request: HttpRequest, public_id: str) -> HttpResponse:
     return render(request, "streaming/room.html", context)
 
 
+@csrf_exempt  # checked by _evidence_upload, once the upload handlers are set
 @login_required
 @require_POST
 def evidence_upload_view(request: HttpRequest, public_id: str) -> JsonResponse:
-    # refuse an oversized body before Django spools it to disk
+    # refuse an oversized body before Django reads it; what is accepted stays in memory until
+    # it is sealed, never spooled to a temporary file in clear
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -64,6 +99,12 @@ def evidence_upload_view(request: HttpRequest, public_id: str) -> JsonResponse:
             },
             status=413,
         )
+    keep_uploads_in_memory(request)
+    return _evidence_upload(request, public_id)
+
+
+@csrf_protect
+def _evidence_upload(request: HttpRequest, public_id: str) -> JsonResponse:
     upload = request.FILES.get("file")
     if upload is None:
         return JsonResponse(
@@ -80,39 +121,40 @@ def evidence_upload_view(request: HttpRequest, public_id: str) -> JsonResponse:
         return JsonResponse(
             {"error": exc.code or "invalid", "message": " ".join(exc.messages)}, status=400
         )
-    except CaseError as exc:
+    except DomainError as exc:
         return JsonResponse({"error": exc.code, "message": exc.message}, status=403)
     return JsonResponse(services.evidence_frame(evidence), status=201)
 
 
-def _private_file(path: str, content_type: str, *, download_name: str) -> FileResponse:
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 (FileResponse closes it)
-    except FileNotFoundError as exc:
-        raise Http404 from exc
-    response = FileResponse(handle, content_type=content_type, filename=download_name)
-    response["Content-Disposition"] = response["Content-Disposition"].replace(
-        "attachment", "inline"
-    )
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, no-store"
-    return response
-
-
 @login_required
 @require_GET
-def evidence_file(request: HttpRequest, public_id: str, evidence_id: str) -> FileResponse:
+def evidence_file(request: HttpRequest, public_id: str, evidence_id: str) -> HttpResponse:
     hearing = selectors.hearing_for_room_files(request.user, public_id)
     evidence = get_object_or_404(Evidence, public_id=evidence_id, case_id=hearing.case_id)
     extension = evidence.file.name.rsplit(".", 1)[-1]
-    return _private_file(
-        evidence.file.path, evidence.content_type, download_name=f"evidence.{extension}"
+    log_access(request, case=hearing.case, kind=AccessKind.EVIDENCE, ref=evidence.public_id)
+    return sealed_response(
+        request,
+        evidence.file.path,
+        content_type=evidence.content_type,
+        filename=f"evidence.{extension}",
+        sha256=evidence.sha256,
     )
 
 
 @login_required
 @require_GET
-def recording_file(request: HttpRequest, public_id: str, recording_id: str) -> FileResponse:
+def recording_file(request: HttpRequest, public_id: str, recording_id: str) -> HttpResponse:
     hearing = selectors.hearing_for_room_files(request.user, public_id)
     recording = get_object_or_404(Recording, public_id=recording_id, hearing=hearing)
-    return _private_file(recording.file.path, "video/mp4", download_name="recording.mp4")
+    # a range request is the same viewing continued: log the first request of it only
+    if request.headers.get("Range", "bytes=0-").startswith("bytes=0-"):
+        log_access(request, case=hearing.case, kind=AccessKind.RECORDING, ref=recording.public_id)
+    return sealed_response(
+        request,
+        recording.file.path,
+        content_type="video/mp4",
+        filename="recording.mp4",
+        sha256=recording.sha256,
+        ranges=True,
+    )

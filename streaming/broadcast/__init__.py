@@ -1,14 +1,8 @@
-"""The livestream of a mediation session to residents.
+"""The livestream of a mediation session to residents: the web side.
 
-scene.py        who is on air, their privacy choices, live / hold / ended
-compositor.py   the broadcast picture: grid, role labels, banner, live badge, slate
-privacy.py      face blurring with OpenCV's bundled Haar cascade
-audio.py        the mix of all members, optional pitch shift of the parties' voices
-tee.py          one composite read once for several consumers, bounded
-broadcast.py    encode once (EncodedFanout) for every WebRTC viewer, plus HLS
-hls.py          H.264 + AAC HLS segments in media storage; kept as a replay only with consent
-station.py      the broadcasts of a media node process, driven by CaseEvents and the room
-consumers.py    the watch WebSocket (protocol.py), node_messages.py its media-node side
+consumers.py    the watch WebSocket (protocol.py); the media node answers it
 selectors.py    services.py   views.py (HLS files without nginx)
-synthetic.py    synthetic members for tests, benchmarks and the demo
+
+The broadcast itself (composite, encode-once fan-out, HLS) runs on the media node:
+``streaming.node.broadcast``.
 """

@@ -4,50 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
+from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from accounts.ratelimit import MessageBudget
-from streaming.broadcast.node_messages import MEDIA_NODE_CHANNEL
+from cloudbench.sockets import CLOSE_NOT_FOUND, CLOSE_REFUSED, ProtocolConsumer
 from streaming.broadcast.selectors import broadcast_facts
-from streaming.broadcast.station import hls_url, watch_group
-from streaming.node_worker import ensure_inprocess_worker
+from streaming.broadcast.services import watch_placement
+from streaming.embedded import ensure_inprocess_worker
+from streaming.plane import aroom_node_channel, hls_url, watch_group
 from streaming.protocol import (
+    WATCH_LIMITS,
+    WATCH_MESSAGE_TYPES,
     WatchLeave,
     WatchOffer,
     WatchPing,
-    WatchProtocolError,
-    parse_watch_message,
-    watch_error_frame,
+    read_watch_message,
 )
 
 logger = logging.getLogger(__name__)
 
-# Close codes: the page shows the reason and does not retry.
-CLOSE_NOT_FOUND = 4404
-CLOSE_PRIVATE = 4403
-CLOSE_FLOOD = 4429
-# A watch page sends an offer, a leave and a ping now and then: a burst of 20 is generous, and
-# a socket that keeps flooding after being told is closed.
-RATE_PER_SECOND = 2.0
-RATE_BURST = 20.0
-FLOOD_LIMIT = 50
 STATE_ATTEMPTS = 8
 
 
-class WatchConsumer(AsyncWebsocketConsumer):
+class WatchConsumer(ProtocolConsumer):
     """Thin: checks the session is public, forwards offers to the station, relays state.
 
     The station lives with the media node and is reached over the channel layer
-    (``node_messages``), whether the node is its own process or a task of this one
+    (``streaming.node.broadcast.messages``), whether the node is its own process or a task of this one
     (``MEDIA_NODE_INPROCESS``): one code path, as for the room.
     """
+
+    limits = WATCH_LIMITS
+    message_types = WATCH_MESSAGE_TYPES
 
     async def dispatch(self, message: dict) -> None:
         # Channels closes stale database connections before every handler, in the one thread
@@ -63,27 +56,28 @@ class WatchConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.public_id = self.scope["url_route"]["kwargs"]["public_id"]
         self.viewer_id: str | None = None
+        # the node that answered this viewer's offer (not always the room's own node)
+        self.viewer_channel: str | None = None
         self.offer_pending = False
         self.group = None
-        self.budget = MessageBudget(per_second=RATE_PER_SECOND, burst=RATE_BURST)
         # not thread-sensitive: viewers connecting together are answered in parallel
         facts = await database_sync_to_async(broadcast_facts, thread_sensitive=False)(
             self.public_id
         )
         await self.accept()
         if facts is None:
-            await self._send(watch_error_frame("not_found", _("There is no such session.")))
+            await self.send_error("not_found", _("There is no such session."))
             await self.close(code=CLOSE_NOT_FOUND)
             return
         if not facts.public:
             # Anonymous or signed in, nobody watches a session whose parties did not all agree.
-            await self._send(watch_error_frame("private", _("This session is not public.")))
-            await self.close(code=CLOSE_PRIVATE)
+            await self.send_error("private", _("This session is not public."))
+            await self.close(code=CLOSE_REFUSED)
             return
         self.group = watch_group(self.public_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         if settings.MEDIA_NODE_INPROCESS:
-            ensure_inprocess_worker()
+            await ensure_inprocess_worker()
         self._state_seen = asyncio.Event()
         self._asking = asyncio.ensure_future(self._ask_for_state())
 
@@ -100,10 +94,8 @@ class WatchConsumer(AsyncWebsocketConsumer):
                 return
             attempt += 1
             if attempt == STATE_ATTEMPTS:
-                await self._send(
-                    watch_error_frame(
-                        "unavailable", _("The livestream is not available right now.")
-                    )
+                await self.send_error(
+                    "unavailable", _("The livestream is not available right now.")
                 )
 
     async def disconnect(self, code: int) -> None:
@@ -116,27 +108,13 @@ class WatchConsumer(AsyncWebsocketConsumer):
         # (A viewer answered after this socket closed has no ICE peer: the node drops it when
         # its connection fails.)
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.group is None:
-            return
-        if not self.budget.take():
-            if self.budget.should_warn:
-                await self._send(watch_error_frame("rate_limited", _("Too many messages.")))
-            if self.budget.rejected >= FLOOD_LIMIT:
-                await self.close(code=CLOSE_FLOOD)
-            return
-        raw = text_data if text_data is not None else ""
-        try:
-            content = json.loads(raw) if text_data is not None else None
-            message = parse_watch_message(content, size=len(raw))
-        except (json.JSONDecodeError, RecursionError):  # RecursionError: "[[[[..." nested deep
-            await self._send(watch_error_frame("bad_json", _("Messages are JSON.")))
-            return
-        except WatchProtocolError as exc:
-            await self._send(watch_error_frame(exc.code, exc.message))
-            return
+    def serving(self) -> bool:
+        return self.group is not None
+
+    async def receive_frame(self, frame: dict[str, Any]) -> None:
+        message = read_watch_message(frame)
         if isinstance(message, WatchPing):
-            await self._send({"type": "pong"})
+            await self.send_frame({"type": "pong"})
         elif isinstance(message, WatchLeave):
             await self._leave()
         elif isinstance(message, WatchOffer):
@@ -145,47 +123,80 @@ class WatchConsumer(AsyncWebsocketConsumer):
     async def _offer(self, sdp: str) -> None:
         if self.offer_pending:
             # One peer connection at a time per socket: a flood of offers costs the node nothing.
-            await self._send(watch_error_frame("busy", _("An offer is already being answered.")))
+            await self.send_error(
+                "busy", _("An offer is already being answered."), ref="watch.offer"
+            )
             return
         await self._leave()
         self.offer_pending = True
-        await self._to_node({"type": "broadcast.offer", "sdp": sdp, "reply_to": self.channel_name})
+        # The node with the most viewer room answers; it relays the room's node's stream when
+        # it is another node.
+        placement = await asyncio.to_thread(watch_placement, self.public_id)
+        self.viewer_channel = placement.channel
+        await self._to_node(
+            {"type": "broadcast.offer", "sdp": sdp, "reply_to": self.channel_name},
+            channel=placement.channel,
+            home=placement.home,
+        )
 
     async def _leave(self) -> None:
         if self.viewer_id is None:
             return
         viewer_id, self.viewer_id = self.viewer_id, None
-        await self._to_node({"type": "broadcast.leave", "viewer_id": viewer_id})
+        await self._to_node(
+            {"type": "broadcast.leave", "viewer_id": viewer_id}, channel=self.viewer_channel
+        )
 
-    async def _to_node(self, message: dict) -> None:
-        await self.channel_layer.send(MEDIA_NODE_CHANNEL, {**message, "public_id": self.public_id})
+    async def _to_node(self, message: dict, *, channel: str | None = None, **extra: str) -> None:
+        channel = channel or await aroom_node_channel(self.public_id)
+        await self.channel_layer.send(channel, {**message, **extra, "public_id": self.public_id})
 
     # -- from the station ---------------------------------------------------------------------
 
     async def watch_answer_ready(self, event: dict) -> None:
         self.offer_pending = False
         self.viewer_id = event["viewer_id"]
-        await self._send({"type": "watch.answer", "sdp": event["sdp"]})
+        await self.send_frame({"type": "watch.answer", "sdp": event["sdp"]})
+
+    async def watch_layer(self, event: dict) -> None:
+        """The ladder moved this viewer (``video``: false on the audio-only layer)."""
+        await self.send_frame(
+            {"type": "watch.layer", "layer": event["layer"], "video": bool(event["video"])}
+        )
 
     async def watch_refused(self, event: dict) -> None:
         self.offer_pending = False
         if event["reason"] == "viewer_limit":
-            await self._send(
+            await self.send_frame(
                 {"type": "watch.fallback", "reason": "viewer_limit", "hls": hls_url(self.public_id)}
             )
         else:
-            await self._send(watch_error_frame("offer_refused", event["message"]))
+            await self.send_error("offer_refused", event["message"], ref="watch.offer")
+
+    async def watch_moved(self, event: dict) -> None:
+        """The hearing's room moved to another node (``streaming.pool``): the viewer the old node
+        had is gone; ask the new node for the state (its station starts the broadcast, the slate
+        until members are back), and the page offers again. A viewer another node served from a
+        relay is let go there (the page's new offer is placed afresh)."""
+        await self._leave()
+        self.offer_pending = False
+        await self.send_frame({"type": "watch.moved"})
+        asking = getattr(self, "_asking", None)
+        if asking is not None:
+            asking.cancel()
+        self._state_seen = asyncio.Event()
+        self._asking = asyncio.ensure_future(self._ask_for_state())
 
     async def watch_state(self, event: dict) -> None:
         self._state_seen.set()
-        await self._send(
+        await self.send_frame(
             {
                 "type": "watch.state",
                 "state": event["state"],
                 "viewers": event["viewers"],
+                "members": event.get("members", 0),
+                "pictures": event.get("pictures", event.get("members", 0)),
+                "screen": bool(event.get("screen")),
                 "hls": hls_url(self.public_id),
             }
         )
-
-    async def _send(self, content: dict) -> None:
-        await self.send(text_data=json.dumps(content, ensure_ascii=False))

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 
+from django.conf import settings
 from django.db.models import QuerySet
 
 from mediation_room.models import CaseEvent, ConsentKind, Hearing
 from mediation_room.services import consents_all_granted
+from streaming.plane import HLS_MASTER_PLAYLIST
 from streaming.selectors import room_member_id
 
 # The broadcast picture is drawn in Chinese whatever the viewer's language (it is one picture
@@ -96,6 +100,15 @@ def broadcast_facts(public_id: str) -> BroadcastFacts | None:
     )
 
 
+def showcase_hearing_id() -> str | None:
+    """The demo's showcase (``DEMO_SHOWCASE``): the first live hearing, by creation, that every
+    party agreed to livestream. The demo's printout names it; its room gets synthetic members."""
+    for hearing in Hearing.objects.filter(state=Hearing.State.LIVE).order_by("pk"):
+        if consents_all_granted(hearing.case, ConsentKind.LIVESTREAM):
+            return hearing.public_id
+    return None
+
+
 def watchable_hearings(*, community_ids: list[int] | None = None) -> QuerySet[Hearing]:
     """Live and upcoming hearings, live first, for the home page; privacy is checked per row by
     the caller with :func:`hearing_is_public` (consent is per party, not a column)."""
@@ -124,3 +137,84 @@ def public_hearings(hearings) -> list[Hearing]:
         ).values_list("party_id", flat=True)
     )
     return [h for h in hearings if parties.get(h.case_id) and parties[h.case_id] <= granted]
+
+
+# --- replays -------------------------------------------------------------------------------------
+
+REPLAY_PLAYLIST = "live.m3u8"
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A finished public hearing's HLS replay on disk, and when its picture began."""
+
+    public_id: str
+    category: str
+    community: str
+    started_at: datetime
+    duration: float
+    ended_at: datetime | None
+
+
+def playlist_facts(text: str) -> tuple[datetime | None, float, bool]:
+    """The first segment's wall-clock time (EXT-X-PROGRAM-DATE-TIME, written by the HLS
+    writer), the playlist's length in seconds, and whether it is complete (EXT-X-ENDLIST)."""
+    start = None
+    duration = 0.0
+    for line in text.splitlines():
+        if line.startswith("#EXT-X-PROGRAM-DATE-TIME:") and start is None:
+            value = line.split(":", 1)[1].strip()
+            for parse in (datetime.fromisoformat, _strptime_hls):
+                try:
+                    start = parse(value)
+                    break
+                except ValueError:
+                    continue
+        elif line.startswith("#EXTINF:"):
+            try:
+                duration += float(line[8:].split(",", 1)[0])
+            except ValueError:
+                pass
+    return start, duration, "#EXT-X-ENDLIST" in text
+
+
+def _strptime_hls(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def replay_directory(public_id: str) -> Path:
+    return settings.BROADCAST_HLS_ROOT / public_id
+
+
+def replay_playlist_name(public_id: str) -> str:
+    """What a replay player loads: the master playlist of the ladder's renditions, or the single
+    playlist of a replay written before the ladder."""
+    if (replay_directory(public_id) / HLS_MASTER_PLAYLIST).exists():
+        return HLS_MASTER_PLAYLIST
+    return REPLAY_PLAYLIST
+
+
+def replay_for(public_id: str) -> Replay | None:
+    """The replay of a finished hearing that every party let be streamed and recorded, or None
+    (not finished, a consent missing or withdrawn, no complete playlist on disk)."""
+    facts = broadcast_facts(public_id)
+    if facts is None or not (facts.finished and facts.public and facts.recording_consent):
+        return None
+    try:
+        text = (replay_directory(public_id) / REPLAY_PLAYLIST).read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    start, duration, complete = playlist_facts(text)
+    if start is None or not complete or duration <= 0:
+        return None
+    ended_at = (
+        Hearing.objects.filter(public_id=public_id).values_list("ended_at", flat=True).first()
+    )
+    return Replay(
+        public_id=public_id,
+        category=facts.category,
+        community=facts.community,
+        started_at=start,
+        duration=duration,
+        ended_at=ended_at,
+    )

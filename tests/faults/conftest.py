@@ -72,6 +72,19 @@ def session_cookie(user, url: str) -> dict:
     }
 
 
+def cookie_for(user) -> str:
+    """A signed-in session as a `Cookie` header value, for a WebSocket client."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+
+
 class Worker:
     """`celery worker` in its own process (solo pool: the task runs in the process we kill)."""
 

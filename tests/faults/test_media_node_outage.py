@@ -7,8 +7,8 @@ import redis.exceptions
 from channels.routing import ChannelNameRouter
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
-from streaming import node_worker
-from streaming.node_worker import MEDIA_NODE_CHANNEL
+from streaming.node import process, worker
+from streaming.plane import node_channel
 
 
 def _enter(layer_channel: str, member: str) -> dict:
@@ -32,24 +32,24 @@ async def _hello(layer, channel: str) -> dict:
 
 
 def test_the_node_takes_messages_again_after_redis_restarts(private_redis, monkeypatch):
+    channel = node_channel()
+
     async def scenario():
         layer = RedisPubSubChannelLayer(hosts=[private_redis.url()], prefix="outage")
-        monkeypatch.setattr(node_worker, "get_channel_layer", lambda: layer)
-        worker = node_worker.NodeWorker(
-            application=ChannelNameRouter(
-                {MEDIA_NODE_CHANNEL: node_worker.MediaNodeConsumer.as_asgi()}
-            ),
-            channels=[MEDIA_NODE_CHANNEL],
+        monkeypatch.setattr(process, "get_channel_layer", lambda: layer)
+        node = worker.NodeWorker(
+            application=ChannelNameRouter({channel: worker.MediaNodeConsumer.as_asgi()}),
+            channels=[channel],
             channel_layer=layer,
         )
-        task = asyncio.ensure_future(worker.arun())
+        task = asyncio.ensure_future(node.arun())
         try:
             me = await layer.new_channel("member.")
             await asyncio.sleep(0.5)
-            await layer.send(MEDIA_NODE_CHANNEL, _enter(me, "a"))
+            await layer.send(channel, _enter(me, "a"))
             assert (await _hello(layer, me))["me"]["id"] == "a"
             # A message the node has no handler for fails alone.
-            await layer.send(MEDIA_NODE_CHANNEL, {"type": "room.nonsense"})
+            await layer.send(channel, {"type": "room.nonsense"})
 
             await asyncio.get_running_loop().run_in_executor(None, private_redis.stop)
             await asyncio.sleep(2)
@@ -60,7 +60,7 @@ def test_the_node_takes_messages_again_after_redis_restarts(private_redis, monke
             while True:
                 # This client's own first calls may meet the connection Redis closed.
                 try:
-                    await layer.send(MEDIA_NODE_CHANNEL, _enter(again, "b"))
+                    await layer.send(channel, _enter(again, "b"))
                     hello = await asyncio.wait_for(_hello(layer, again), 2)
                     break
                 except (TimeoutError, ConnectionError, redis.exceptions.ConnectionError):
@@ -69,10 +69,10 @@ def test_the_node_takes_messages_again_after_redis_restarts(private_redis, monke
             assert hello["me"]["id"] == "b"
             assert not task.done()
             # The room it held before the outage is still there.
-            assert set(node_worker.get_director().rooms["outage-room"].members) == {"a", "b"}
+            assert set(process.get_director().rooms["outage-room"].members) == {"a", "b"}
         finally:
             task.cancel()
-            await node_worker.reset_media_node()
+            await worker.reset_media_node()
             await layer.flush()
 
     asyncio.run(scenario())

@@ -8,16 +8,13 @@ import time
 from contextlib import contextmanager
 
 import pytest
-from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
 
 from accounts import services as accounts_services
 from accounts.models import Channel, Notification, SmsOutboxMessage
 from tests.factories import UserFactory, advance, make_case
 from tests.faults.celery_broker import celery_broker
-from tests.faults.conftest import wait_for, worker_env
+from tests.faults.conftest import cookie_for, wait_for, worker_env
 from tests.faults.live_client import LiveClient
 from voting.models import Comment
 
@@ -35,15 +32,6 @@ def closing_connection():
 
 
 OUTAGE = 5.0
-
-
-def cookie_for(user) -> str:
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session.create()
-    return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
 
 
 def queue_messages(redis_url: str, phones: list[str]) -> list[int]:

@@ -9,8 +9,8 @@ import skimage.data
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from streaming.broadcast.scene import BroadcastMember
-from streaming.broadcast.synthetic import SyntheticVideoTrack, ToneAudioTrack
+from streaming.node.broadcast.scene import BroadcastMember
+from streaming.node.broadcast.synthetic import SyntheticVideoTrack, ToneAudioTrack
 
 RED, GREEN, BLUE = (200, 40, 40), (40, 200, 40), (40, 40, 200)
 
@@ -65,8 +65,10 @@ class Viewer:
         return (await self.frame()).to_ndarray(format="rgb24")
 
 
-async def watch(broadcast) -> Viewer:
-    """Connect a receive-only aiortc viewer to ``broadcast`` and wait for its tracks."""
+async def watch(broadcast, *, adaptive: bool = False) -> Viewer:
+    """Connect a receive-only aiortc viewer to ``broadcast`` and wait for its tracks. It stays on
+    the top layer unless ``adaptive``: a viewer in the test's own busy process would report its
+    own lateness as a slow link (test_broadcast_ladder.py puts its viewer behind a real one)."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTransceiver("video", direction="recvonly")
     pc.addTransceiver("audio", direction="recvonly")
@@ -80,7 +82,7 @@ async def watch(broadcast) -> Viewer:
             both.set_result(None)
 
     await pc.setLocalDescription(await pc.createOffer())
-    _, answer = await broadcast.add_viewer(pc.localDescription.sdp)
+    _, answer = await broadcast.add_viewer(pc.localDescription.sdp, adaptive=adaptive)
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
     await asyncio.wait_for(both, 10)
     return Viewer(pc, tracks)

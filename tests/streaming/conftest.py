@@ -1,3 +1,4 @@
+import contextlib
 import uuid
 
 import pytest
@@ -17,3 +18,27 @@ def room_settings(settings, tmp_path):
             }
         }
     return settings
+
+
+@contextlib.contextmanager
+def redis_pool_registry(settings, name: str):
+    """The pool's registry on real Redis, under a channel prefix of its own; its keys removed
+    afterwards."""
+    from streaming import pool
+
+    if not settings.REDIS_URL:
+        pytest.skip("no REDIS_URL")
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [settings.REDIS_URL], "prefix": f"{name}-{uuid.uuid4().hex[:8]}"},
+        }
+    }
+    reg = pool.registry()
+    assert isinstance(reg, pool.RedisRegistry)
+    try:
+        yield reg
+    finally:
+        keys = reg.client.keys(f"{reg.prefix}:*")
+        if keys:
+            reg.client.delete(*keys)

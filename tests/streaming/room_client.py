@@ -8,8 +8,8 @@ import json
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
-from streaming.media.probe import ProbePeer, wait_until
 from streaming.routing import websocket_urlpatterns
+from tests.streaming.probe import ProbePeer, wait_until
 
 
 class RoomClient:

@@ -3,12 +3,18 @@ import asyncio
 import numpy as np
 import pytest
 
-from streaming.broadcast.broadcast import Broadcast, BroadcastError, ViewerLimitReached
-from streaming.broadcast.compositor import CompositeVideoTrack
-from streaming.broadcast.overlay import render_slate
-from streaming.broadcast.privacy import detect_faces
-from streaming.broadcast.scene import ENDED_TEXT, SLATE_TEXT, Scene
-from streaming.broadcast.synthetic import STAMP_MODULO, clock_ms, colour_area, read_stamp
+from streaming.node.broadcast.broadcast import Broadcast, BroadcastError, ViewerLimitReached
+from streaming.node.broadcast.compositor import NO_PICTURE_AFTER, CompositeVideoTrack
+from streaming.node.broadcast.overlay import render_slate
+from streaming.node.broadcast.privacy import detect_faces
+from streaming.node.broadcast.scene import ENDED_TEXT, SLATE_TEXT, WAITING_TEXT, Scene
+from streaming.node.broadcast.synthetic import (
+    STAMP_MODULO,
+    SyntheticVideoTrack,
+    clock_ms,
+    colour_area,
+    read_stamp,
+)
 from tests.streaming.broadcast_peers import BLUE, GREEN, RED, three_members, tile, watch
 
 pytestmark = pytest.mark.media
@@ -212,3 +218,73 @@ def test_a_member_without_video_gets_an_empty_tile_and_the_layout_follows_the_me
 
     assert len(before) == 3 and set(after) == {"mediator", "applicant"}
     assert frame.width == 320 and frame.height == 180
+
+
+def test_on_air_with_nobody_in_the_room_the_picture_waits_with_the_case_never_black():
+    waiting = render_slate(320, 180, WAITING_TEXT, subtitle="劳资纠纷 · 幸福里社区")
+    hold = render_slate(320, 180, SLATE_TEXT)
+
+    async def scenario():
+        scene = Scene(category="劳资纠纷", community="幸福里社区", state="live")
+        track = CompositeVideoTrack(scene, width=320, height=180, fps=FPS)
+        empty = (await track.recv()).to_ndarray(format="rgb24")
+        scene.set_members(three_members())
+        for _ in range(3):
+            await track.recv()
+        room = (await track.recv()).to_ndarray(format="rgb24")
+        scene.set_members([])
+        again = (await track.recv()).to_ndarray(format="rgb24")
+        track.stop()
+        return empty, room, again
+
+    empty, room, again = asyncio.run(scenario())
+
+    assert distance(empty, waiting) < 6  # the waiting picture, its text and the case's banner
+    assert distance(empty, hold) > distance(empty, waiting) + 1
+    assert empty.mean() > 30 and empty.max() > 200  # not black: a lit background and white text
+    assert distance(room, waiting) > 20  # members in: the grid
+    assert distance(again, waiting) < 6
+
+
+class StoppableCamera(SyntheticVideoTrack):
+    """A camera a member turns off on their page: the track stays, its frames stop."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.on = asyncio.Event()
+        self.on.set()
+
+    async def recv(self):
+        await self.on.wait()
+        return await super().recv()
+
+
+def test_the_composite_counts_the_members_it_shows_with_a_picture_and_says_when_that_changes():
+    async def scenario():
+        members = three_members()
+        members[2].video = None  # muted: no track at all
+        cameras = [StoppableCamera(RED), StoppableCamera(GREEN)]
+        members[0].video, members[1].video = cameras
+        scene = Scene(state="live", members=members)
+        track = CompositeVideoTrack(scene, width=320, height=180, fps=FPS)
+        told = []
+        track.on_pictures = told.append
+        for _ in range(8):
+            await track.recv()
+        with_cameras = track.pictures
+        for camera in cameras:
+            camera.on.clear()
+        for _ in range(int(FPS * (NO_PICTURE_AFTER + 1))):
+            await track.recv()
+        without = track.pictures
+        cameras[1].on.set()
+        for _ in range(8):
+            await track.recv()
+        one_back = track.pictures
+        track.stop()
+        return with_cameras, without, one_back, told
+
+    with_cameras, without, one_back, told = asyncio.run(scenario())
+
+    assert (with_cameras, without, one_back) == (2, 0, 1)
+    assert told == [2, 0, 1]

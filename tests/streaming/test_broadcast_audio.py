@@ -2,9 +2,9 @@ import asyncio
 
 import numpy as np
 
-from streaming.broadcast.audio import SAMPLE_RATE, AudioMixerTrack, PitchShifter
-from streaming.broadcast.scene import BroadcastMember, Scene
-from streaming.broadcast.synthetic import ToneAudioTrack
+from streaming.node.broadcast.audio import SAMPLE_RATE, AudioMixerTrack, PitchShifter
+from streaming.node.broadcast.scene import BroadcastMember, Scene
+from streaming.node.broadcast.synthetic import ToneAudioTrack
 
 
 def dominant_frequency(samples: np.ndarray) -> float:

@@ -3,10 +3,10 @@ import asyncio
 import av
 import pytest
 
-from streaming.broadcast.broadcast import Broadcast
-from streaming.broadcast.hls import PLAYLIST_NAME
-from streaming.broadcast.scene import Scene
-from streaming.broadcast.synthetic import read_stamp
+from streaming.node.broadcast.broadcast import Broadcast
+from streaming.node.broadcast.hls import MASTER_PLAYLIST_NAME, PLAYLIST_NAME
+from streaming.node.broadcast.scene import Scene
+from streaming.node.broadcast.synthetic import read_stamp
 from tests.streaming.broadcast_peers import three_members, tile
 
 pytestmark = pytest.mark.media
@@ -71,6 +71,31 @@ def test_hls_playlist_and_segments_appear_play_and_advance_and_are_kept_with_rec
     with av.open(str(directory / PLAYLIST_NAME)) as container:
         assert container.streams.video[0].codec_context.name == "h264"
         assert sum(1 for _ in container.decode(video=0)) >= 2 * FPS
+
+    # the ladder: a master playlist naming a rendition per layer, best first
+    master = (directory / MASTER_PLAYLIST_NAME).read_text().splitlines()
+    assert master[0] == "#EXTM3U"
+    variants = [line for line in master if line and not line.startswith("#")]
+    assert variants == [PLAYLIST_NAME, "90p.m3u8", "audio.m3u8"]
+    streams = [line for line in master if line.startswith("#EXT-X-STREAM-INF:")]
+    assert "RESOLUTION=320x180" in streams[0] and "RESOLUTION=160x90" in streams[1]
+    assert 'CODECS="mp4a.40.2"' in streams[2]
+    bandwidths = [int(line.split("BANDWIDTH=")[1].split(",")[0]) for line in streams]
+    assert bandwidths == sorted(bandwidths, reverse=True)
+    # the lower rendition: the same picture at half the size, with the same sound
+    lower = segments_listed(directory / "90p.m3u8")
+    assert [name.startswith("90p_segment_") for name in lower] == [True] * len(lower)
+    picture, audio_codec = first_picture(directory / lower[0])
+    assert picture.shape == (HEIGHT // 2, WIDTH // 2, 3)
+    assert audio_codec == "aac"
+    # segments of every rendition start at the same picture: as many of them, as long
+    assert len(lower) == len(segments)
+    # the audio-only rendition has no picture
+    sound = segments_listed(directory / "audio.m3u8")
+    assert sound
+    with av.open(str(directory / sound[0])) as container:
+        assert not container.streams.video
+        assert container.streams.audio[0].codec_context.name == "aac"
 
 
 def test_hls_without_consent_to_recording_is_live_only_and_leaves_nothing_behind(tmp_path):

@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 
 from mediation_room.models import Party
-from streaming.broadcast.overlay import render_slate
-from streaming.broadcast.privacy import detect_faces
-from streaming.broadcast.scene import SLATE_TEXT
-from streaming.broadcast.station import get_station, reset_station
-from streaming.broadcast.synthetic import SyntheticVideoTrack, colour_area
-from streaming.media.probe import ProbePeer
-from streaming.node_worker import get_media_node, reset_media_node
+from streaming.node.broadcast.overlay import render_slate
+from streaming.node.broadcast.privacy import detect_faces
+from streaming.node.broadcast.scene import SLATE_TEXT
+from streaming.node.broadcast.synthetic import SyntheticVideoTrack, colour_area
+from streaming.node.process import get_media_node, get_station, reset_station
+from streaming.node.worker import reset_media_node
 from streaming.selectors import room_member_id
 from tests.factories import UserFactory, advance, make_case
 from tests.streaming.broadcast_peers import RED, face_picture, tile, watch
+from tests.streaming.probe import ProbePeer
 
 pytestmark = [pytest.mark.media, pytest.mark.django_db(transaction=True)]
 

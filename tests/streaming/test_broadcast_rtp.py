@@ -5,9 +5,10 @@ import asyncio
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from streaming.broadcast.rtp_fanout import RtpFanout
-from streaming.media.fanout import EncodedFanout, route_keyframe_requests
-from streaming.media.synthetic import SyntheticVideoTrack, closest_colour, read_counter
+from streaming.node.broadcast.rtp_fanout import RtpFanout
+from streaming.node.internals import aiortc_private
+from streaming.node.media.fanout import EncodedFanout, route_keyframe_requests
+from streaming.node.media.synthetic import SyntheticVideoTrack, closest_colour, read_counter
 
 pytestmark = pytest.mark.media
 
@@ -21,13 +22,15 @@ class RecordingViewer:
         self.packets = []
         receiver = client.getTransceivers()[0].receiver
         self.receiver = receiver
-        handle = receiver._handle_rtp_packet
 
-        async def recording(packet, arrival_time_ms):
-            self.packets.append(packet)
-            await handle(packet, arrival_time_ms)
+        def recording(handle):
+            async def record(packet, arrival_time_ms):
+                self.packets.append(packet)
+                await handle(packet, arrival_time_ms)
 
-        receiver._handle_rtp_packet = recording
+            return record
+
+        aiortc_private.wrap_rtp_handler(receiver, recording)
 
     async def close(self):
         await self.client.close()
@@ -136,13 +139,17 @@ def test_a_nack_is_answered_with_a_retransmission_to_that_viewer_only():
         asker, other = viewers
         lost = media(asker.packets, asker.stream.ssrc)[-3]
         others_before = len(other.packets)
-        await asker.receiver._send_rtcp_nack(asker.stream.ssrc, [lost.sequence_number])
+        await aiortc_private.send_nack(asker.receiver, asker.stream.ssrc, [lost.sequence_number])
         for _ in range(100):
             if asker.stream.retransmitted:
                 break
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.2)
-        repairs = [p for p in asker.packets if p.ssrc == asker.stream.sender._rtx_ssrc]
+        repairs = [
+            p
+            for p in asker.packets
+            if p.ssrc == aiortc_private.sender_rtx_ssrc(asker.stream.sender)
+        ]
         others_repairs = [p for p in other.packets[others_before:] if p.ssrc != other.stream.ssrc]
         retransmitted = (asker.stream.retransmitted, other.stream.retransmitted)
         for viewer in viewers:

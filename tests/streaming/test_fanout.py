@@ -5,8 +5,8 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from streaming.media.fanout import AUDIO_TIME_BASE, VIDEO_TIME_BASE, EncodedFanout
-from streaming.media.synthetic import (
+from streaming.node.media.fanout import AUDIO_TIME_BASE, VIDEO_TIME_BASE, EncodedFanout
+from streaming.node.media.synthetic import (
     SyntheticVideoTrack,
     ToneAudioTrack,
     audio_rms,

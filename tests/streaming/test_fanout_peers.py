@@ -3,8 +3,9 @@ import asyncio
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from streaming.media.fanout import EncodedFanout, route_keyframe_requests
-from streaming.media.synthetic import SyntheticVideoTrack, closest_colour, read_counter
+from streaming.node.internals import aiortc_private
+from streaming.node.media.fanout import EncodedFanout, route_keyframe_requests
+from streaming.node.media.synthetic import SyntheticVideoTrack, closest_colour, read_counter
 
 
 async def connect_viewer(fanout):
@@ -38,7 +39,7 @@ def test_real_peers_receive_one_encode_and_their_pli_reaches_the_encoder():
         # a real RTCP PLI from the first viewer, over the network, to the server's sender
         server_sender = peers[0][2]
         client_receiver = peers[0][1].getTransceivers()[0].receiver
-        await client_receiver._send_rtcp_pli(server_sender._ssrc)
+        await aiortc_private.send_pli(client_receiver, aiortc_private.sender_ssrc(server_sender))
         for _ in range(50):
             if fanout.stats["keyframe_requests"] > requests_before:
                 break

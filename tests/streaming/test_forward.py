@@ -4,10 +4,11 @@ import asyncio
 
 import pytest
 
-from streaming.media.node import MediaNode
-from streaming.media.probe import ProbePeer
-from streaming.media.probe import wait_until as eventually
-from streaming.media.synthetic import EncodedVideoLoopTrack, closest_colour, encode_video_loop
+from streaming.node.internals import aiortc_private
+from streaming.node.media.node import MediaNode
+from streaming.node.media.synthetic import EncodedVideoLoopTrack, closest_colour, encode_video_loop
+from tests.streaming.probe import ProbePeer
+from tests.streaming.probe import wait_until as eventually
 
 pytestmark = pytest.mark.media
 
@@ -75,7 +76,7 @@ def test_a_subscribers_keyframe_request_reaches_the_publisher_rate_limited():
         requests_before, mark = video.keyframe_requests, len(received)
         # a burst of picture loss indications, as a decoder in trouble sends them
         for _ in range(10):
-            await receiver._send_rtcp_pli(ssrc)
+            await aiortc_private.send_pli(receiver, ssrc)
         reached = await eventually(lambda: video.keyframe_requests > requests_before)
         await asyncio.sleep(1.0)
         requests = video.keyframe_requests - requests_before

@@ -3,9 +3,9 @@ import time
 
 import pytest
 
-from streaming.media.node import MediaNode, OfferRejected
-from streaming.media.probe import ProbePeer
-from streaming.media.probe import wait_until as eventually
+from streaming.node.media.node import MediaNode, OfferRejected
+from tests.streaming.probe import ProbePeer
+from tests.streaming.probe import wait_until as eventually
 
 pytestmark = pytest.mark.media
 
@@ -213,6 +213,7 @@ def test_leave_rejoin_and_reconnect_keep_the_room_working():
     assert stats["applicant"]["connections"] == 2
 
 
+@pytest.mark.signalling
 @pytest.mark.parametrize(
     "sdp",
     [

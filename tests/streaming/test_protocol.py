@@ -60,7 +60,7 @@ def test_turn_credentials_follow_coturns_rest_scheme(settings):
     import hashlib
     import hmac
 
-    from streaming.ice import browser_ice_servers, turn_credentials
+    from streaming.plane import browser_ice_servers, turn_credentials
 
     settings.TURN_SHARED_SECRET = "s3cret"
     settings.TURN_URLS = ["turn:turn.example:3478?transport=udp"]

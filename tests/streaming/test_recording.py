@@ -1,4 +1,5 @@
 import asyncio
+import io
 import subprocess
 import sys
 import textwrap
@@ -6,12 +7,13 @@ import textwrap
 import av
 import numpy as np
 import pytest
+from django.core.management import call_command
 
-from streaming.media.compose import GridCompositor, Tile, grid_shape
-from streaming.media.node import MediaNode
-from streaming.media.probe import ProbePeer, wait_until
-from streaming.media.recorder import file_sha256
-from streaming.media.synthetic import PALETTE, SyntheticVideoTrack, closest_colour
+from privacy.sealed import CHUNK, HEADER, NONCE, TAG, SealedReader, SealError
+from streaming.node.media.compose import GridCompositor, Tile, grid_shape
+from streaming.node.media.node import MediaNode
+from streaming.node.media.synthetic import PALETTE, SyntheticVideoTrack, closest_colour
+from tests.streaming.probe import ProbePeer, wait_until
 
 MEMBERS = {"expert": ("red", 440.0), "applicant": ("green", 660.0), "respondent": ("blue", 880.0)}
 
@@ -64,7 +66,7 @@ def test_two_compositors_scale_one_shared_frame_from_two_threads_at_once():
         import threading, time
         import numpy as np
         from av import VideoFrame
-        from streaming.media.compose import GridCompositor, Tile
+        from streaming.node.media.compose import GridCompositor, Tile
 
         shared = VideoFrame.from_ndarray(
             np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8),
@@ -126,14 +128,17 @@ def test_recording_writes_a_playable_composite_mp4_with_its_sha256(tmp_path):
     result = asyncio.run(scenario())
 
     assert result["path"] == str(path)
-    assert result["sha256"] == file_sha256(path)
+    with SealedReader(path) as reader:
+        assert result["sha256"] == reader.sha256() and result["size"] == reader.size
     assert (tmp_path / "hearing.mp4.sha256").read_text().startswith(result["sha256"])
-    with av.open(str(path)) as container:
+    # sealed on disk: not an MP4 there, only through the reader
+    assert b"ftyp" not in path.read_bytes()[:4096]
+    with SealedReader(path) as reader, av.open(reader) as container:
         video = container.streams.video[0]
         audio = container.streams.audio[0]
         assert video.codec_context.name == "h264" and audio.codec_context.name == "aac"
         frames = list(container.decode(video=0))
-    with av.open(str(path)) as container:
+    with SealedReader(path) as reader, av.open(reader) as container:
         samples = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
     video_seconds = float(frames[-1].pts * frames[-1].time_base)
     assert abs(video_seconds - result["duration"]) < 0.6
@@ -143,23 +148,27 @@ def test_recording_writes_a_playable_composite_mp4_with_its_sha256(tmp_path):
     assert np.sqrt(np.mean(samples[-24000:] ** 2)) > 0.1
 
 
+STRIDE = CHUNK + NONCE + TAG
+
+
 def test_a_recording_cut_short_by_a_crash_still_plays(tmp_path):
     path = tmp_path / "crashed.mp4"
     script = textwrap.dedent(
         f"""
         import asyncio, os
-        from streaming.media.hub import FrameHub
-        from streaming.media.recorder import RoomRecorder
-        from streaming.media.synthetic import SyntheticVideoTrack, ToneAudioTrack
+        from streaming.node.media.hub import FrameHub
+        from streaming.node.media.recorder import RoomRecorder
+        from streaming.node.media.synthetic import SyntheticVideoTrack, ToneAudioTrack
 
         async def main():
             video = FrameHub(SyntheticVideoTrack("green"), kind="video")
             audio = FrameHub(ToneAudioTrack(500), kind="audio")
             recorder = RoomRecorder(lambda: [("m", "expert", video, audio)], {str(path)!r}, fps=15)
             await recorder.start()
-            # a few fragments' worth of frames (one keyframe a second), however slow the machine
-            for _ in range(400):
-                if recorder.video_frames >= 40:
+            # a few fragments' worth of frames (one keyframe a second), however slow the machine,
+            # and two whole sealed chunks on disk (what is still being filled is lost)
+            for _ in range(1200):
+                if recorder.video_frames >= 40 and os.path.getsize({str(path)!r}) > {2 * STRIDE + HEADER.size}:
                     break
                 await asyncio.sleep(0.05)
             os._exit(3)  # no trailer, no close: what a crash leaves behind
@@ -169,7 +178,11 @@ def test_a_recording_cut_short_by_a_crash_still_plays(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=".", timeout=60, check=False)
     assert done.returncode == 3
-    with av.open(str(path)) as container:
+    # sealed as it was written: unreadable as it is (no final chunk), readable once finished
+    with pytest.raises(SealError):
+        SealedReader(path)
+    call_command("finish_recording", str(path), stdout=io.StringIO())
+    with SealedReader(path) as reader, av.open(reader) as container:
         frames = list(container.decode(video=0))
     assert len(frames) >= 15
     assert closest_colour(frames[-1]) == "green"

@@ -8,10 +8,10 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
 from mediation_room.models import CaseEvent
-from streaming.media.probe import wait_until
-from streaming.node_worker import reset_media_node
+from streaming.node.worker import reset_media_node
 from streaming.routing import websocket_urlpatterns
 from tests.factories import UserFactory, advance, make_case, make_expert
+from tests.streaming.probe import wait_until
 from tests.streaming.room_client import RoomClient
 
 pytestmark = [pytest.mark.media, pytest.mark.django_db(transaction=True)]
@@ -173,6 +173,37 @@ def test_caucus_puts_the_other_party_on_hold_on_the_media(hearing_room):
     assert {"room_caucus_started", "room_caucus_ended"} <= kinds
 
 
+def test_a_caucus_that_ends_because_its_party_left_is_ended_in_the_audit_trail(hearing_room):
+    """A node that takes the room over later (failover, drain) rebuilds it from the trail: the
+    caucus must not come back there."""
+    from streaming.selectors import room_state_from_trail
+
+    async def scenario():
+        expert, applicant, respondent = await full_room(hearing_room)
+        await expert.send({"type": "caucus", "member": applicant.member_id})
+        await respondent.expect("caucus", active=True)
+        await applicant.close()
+        ended = await respondent.expect("caucus", active=False)
+        await expert.expect("caucus", active=False)
+        for client in (expert, respondent):
+            await client.close()
+        return ended, applicant.member_id
+
+    ended, applicant_id = run(scenario)
+
+    assert ended["on_hold"] is False
+    events = list(
+        CaseEvent.objects.filter(
+            case=hearing_room["hearing"].case, kind__startswith="room_caucus"
+        ).values_list("kind", "actor", "data")
+    )
+    assert [kind for kind, _actor, _data in events] == ["room_caucus_started", "room_caucus_ended"]
+    _kind, actor, data = events[-1]
+    assert actor == hearing_room["expert"].pk  # recorded once, by the host who stays
+    assert data["member"] == applicant_id and data["reason"] == "left"
+    assert room_state_from_trail(hearing_room["hearing"].public_id)["caucus"] is None
+
+
 def test_expert_removes_a_member_who_cannot_come_back(hearing_room):
     async def scenario():
         expert = await enter(hearing_room, "expert", "red", 440.0)
@@ -198,6 +229,7 @@ def test_expert_removes_a_member_who_cannot_come_back(hearing_room):
     assert CaseEvent.objects.filter(kind="room_member_removed").count() == 1
 
 
+@pytest.mark.signalling
 def test_refusals_for_strangers_anonymous_and_other_cases(hearing_room):
     other_party = UserFactory()
     make_case(applicant=other_party)
@@ -223,6 +255,7 @@ def test_refusals_for_strangers_anonymous_and_other_cases(hearing_room):
     assert all(closed == {"type": "websocket.close", "code": 4403} for _, _, closed in results)
 
 
+@pytest.mark.signalling
 def test_bad_frames_get_error_frames_and_a_flood_is_cut_off(hearing_room):
     async def scenario():
         applicant = await enter(hearing_room, "applicant", "green", 660.0)
@@ -255,11 +288,12 @@ def test_bad_frames_get_error_frames_and_a_flood_is_cut_off(hearing_room):
 
     codes, bad_offer, rate_limited, closed = run(scenario)
     assert codes == ["bad_json", "unknown_type", "too_large", "forbidden", "not_admitted"]
-    assert bad_offer["ref_type"] == "join"
+    assert bad_offer["ref"] == "join"
     assert rate_limited
     assert closed == 4429
 
 
+@pytest.mark.signalling
 def test_websocket_from_another_origin_is_refused(hearing_room):
     from asgi import application
 
@@ -276,7 +310,7 @@ def test_websocket_from_another_origin_is_refused(hearing_room):
 
 
 def test_after_a_network_drop_a_member_reconnects_with_a_fresh_connection(hearing_room):
-    from streaming.media.probe import ProbePeer
+    from tests.streaming.probe import ProbePeer
 
     async def scenario():
         expert, applicant = await expert_in_media_and_admitted_applicant(hearing_room)
@@ -311,8 +345,8 @@ def test_after_a_network_drop_a_member_reconnects_with_a_fresh_connection(hearin
 def test_a_member_who_offers_twice_at_once_ends_on_the_latest_offer_alone(hearing_room):
     """Two join offers sent back to back (a double click, a page that retried) are answered in
     order: the second replaces the first connection, and the member joined once."""
-    from streaming.media.probe import ProbePeer
-    from streaming.node_worker import get_media_node
+    from streaming.node.process import get_media_node
+    from tests.streaming.probe import ProbePeer
 
     public_id = hearing_room["hearing"].public_id
 
@@ -344,6 +378,7 @@ def test_a_member_who_offers_twice_at_once_ends_on_the_latest_offer_alone(hearin
     assert joins.count() == 2
 
 
+@pytest.mark.signalling
 def test_the_cases_coordinator_enters_without_waiting_but_has_no_mediator_controls(hearing_room):
     from tests.factories import make_coordinator
 
@@ -361,4 +396,4 @@ def test_the_cases_coordinator_enters_without_waiting_but_has_no_mediator_contro
     hello, refused = run(scenario)
     assert hello["admitted"] is True
     assert hello["me"]["role"] == "coordinator" and hello["me"]["label"] == "协调员"
-    assert refused["ref_type"] == "caucus"
+    assert refused["ref"] == "caucus"

@@ -7,11 +7,11 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 
 from mediation_room.models import CaseEvent
-from streaming.media.probe import wait_until
-from streaming.media.recorder import file_sha256
+from privacy.sealed import SealedReader
 from streaming.models import Recording
-from streaming.node_worker import reset_media_node
+from streaming.node.worker import reset_media_node
 from tests.factories import UserFactory, advance, make_case, make_expert
+from tests.streaming.probe import wait_until
 from tests.streaming.room_client import RoomClient
 
 pytestmark = [pytest.mark.media, pytest.mark.django_db(transaction=True)]
@@ -71,8 +71,9 @@ def test_with_everyones_consent_the_room_is_recorded_to_a_playable_mp4(room_sett
     recording = Recording.objects.get(hearing=hearing)
     path = Path(recording.file.path)
     assert path.is_relative_to(Path(room_settings.MEDIA_ROOT) / "private" / "recordings")
-    assert recording.sha256 == file_sha256(path)
-    with av.open(str(path)) as container:
+    with SealedReader(path) as reader:
+        assert recording.sha256 == reader.sha256() and recording.size == reader.size
+    with SealedReader(path) as reader, av.open(reader) as container:
         frames = list(container.decode(video=0))
     seconds = float(frames[-1].pts * frames[-1].time_base)
     assert abs(seconds - recording.duration) < 0.8

@@ -99,3 +99,37 @@ def test_room_page_for_a_member(client, room):
     assert room["respondent"].phone not in body
     # Chinese first: the room speaks zh-hans unless the member chose English
     assert "调解室" in body and "被申请人（乙方）" in body and "仅语音" in body
+
+
+def test_room_page_names_the_roles_in_the_member_s_language(client, room):
+    client.force_login(room["respondent"])
+    url = f"/room/{room['hearing'].public_id}/"
+
+    client.cookies["django_language"] = "en"
+    english = client.get(url).content.decode()
+    client.cookies["django_language"] = "zh-hans"
+    chinese = client.get(url).content.decode()
+
+    assert "Respondent (party B)" in english and "被申请人" not in english
+    assert "被申请人（乙方）" in chinese and "Respondent (party B)" not in chinese
+
+
+def test_check_page_before_the_room(client, room):
+    public_id = room["hearing"].public_id
+    client.force_login(room["applicant"])
+    page = client.get(f"/room/{public_id}/check/")
+    assert page.status_code == 200
+    body = page.content.decode()
+    # the pings of the connection test go over the room's socket; joining leads to the room
+    assert f'"ws": "/ws/room/{public_id}/"' in body and f'"room": "/room/{public_id}/"' in body
+    assert "只用声音进入" in body and "微信" in body and "安卓" in body
+
+
+def test_check_page_refuses_strangers_and_finished_hearings(client, room):
+    public_id = room["hearing"].public_id
+    client.force_login(UserFactory())
+    assert client.get(f"/room/{public_id}/check/").status_code == 403
+    client.force_login(room["applicant"])
+    room["hearing"].state = "ended"
+    room["hearing"].save(update_fields=["state"])
+    assert client.get(f"/room/{public_id}/check/").status_code == 410

@@ -13,14 +13,14 @@ from channels.worker import Worker
 from asgi import application
 from mediation_room import services
 from mediation_room.models import CaseEvent
-from streaming.broadcast import station as station_module
-from streaming.broadcast.node_messages import MEDIA_NODE_CHANNEL
-from streaming.broadcast.overlay import render_slate
-from streaming.broadcast.scene import SLATE_TEXT
 from streaming.broadcast.services import broadcast_pause
-from streaming.broadcast.station import get_station, reset_station
-from streaming.broadcast.synthetic import STAMP_MODULO, clock_ms, colour_area, read_stamp
-from streaming.node_worker import MediaNodeConsumer, reset_media_node
+from streaming.node.broadcast import station as station_module
+from streaming.node.broadcast.overlay import render_slate
+from streaming.node.broadcast.scene import SLATE_TEXT
+from streaming.node.broadcast.synthetic import STAMP_MODULO, clock_ms, colour_area, read_stamp
+from streaming.node.process import get_station, reset_station
+from streaming.node.worker import MediaNodeConsumer, reset_media_node
+from streaming.plane import node_channel
 from tests.factories import UserFactory, advance, make_case
 from tests.streaming.broadcast_peers import RED, three_members, tile
 
@@ -116,11 +116,12 @@ def test_anyone_can_watch_a_public_session_and_gets_the_composite_and_the_viewer
     hello, counted, colours = asyncio.run(scenario())
 
     assert hello["type"] == "watch.state"
-    assert hello["hls"].endswith(f"/{hearing.public_id}/live.m3u8")
+    assert hello["hls"].endswith(f"/{hearing.public_id}/index.m3u8")
     assert counted["state"] == "live"
     assert np.abs(colours[-1] - RED).max() < 40
 
 
+@pytest.mark.signalling
 def test_a_private_case_and_an_unknown_session_refuse_viewers():
     hearing, _ = live_hearing(respondent_livestream=False)
 
@@ -240,7 +241,7 @@ def test_bad_messages_get_an_error_frame_and_the_socket_keeps_working():
 
     assert [r.get("code", r["type"]) for r in replies] == [
         "bad_json",
-        "bad_message",
+        "bad_frame",
         "bad_offer",
         "too_large",
         "unknown_type",
@@ -258,8 +259,8 @@ def test_signaling_reaches_a_media_node_process_through_the_channel_layer(settin
     async def scenario():
         layer = get_channel_layer()
         node = Worker(
-            application=ChannelNameRouter({MEDIA_NODE_CHANNEL: MediaNodeConsumer.as_asgi()}),
-            channels=[MEDIA_NODE_CHANNEL],
+            application=ChannelNameRouter({node_channel(): MediaNodeConsumer.as_asgi()}),
+            channels=[node_channel()],
             channel_layer=layer,
         )
         node_task = asyncio.ensure_future(node.handle())
@@ -336,3 +337,39 @@ def test_the_end_of_the_session_ends_the_broadcast_and_keeps_the_replay_with_con
     assert ended["state"] == "ended"
     assert replay == playlist.parent
     assert "#EXT-X-ENDLIST" in playlist.read_text()
+
+
+def test_a_viewer_the_ladder_moves_to_sound_only_is_told_on_its_socket():
+    hearing, _ = live_hearing()
+
+    async def scenario():
+        communicator, _hello = await open_socket(hearing.public_id)
+        pc, _video = await watch_over_socket(communicator)
+        broadcast = get_station().broadcasts[hearing.public_id]
+        broadcast.set_members(three_members())
+        (viewer_id,) = broadcast.viewers
+        told = []
+
+        async def next_layer():
+            while True:
+                message = await communicator.receive_json_from(timeout=10)
+                if message["type"] == "watch.layer":
+                    return message
+
+        # what the viewer's policy does on a link too weak for a picture, and when it recovers
+        audio_only = len(broadcast.ladder) - 1
+        broadcast.set_viewer_layer(viewer_id, audio_only)
+        told.append(await next_layer())
+        broadcast.set_viewer_layer(viewer_id, 0)
+        told.append(await next_layer())
+        await pc.close()
+        await communicator.disconnect()
+        await stop_node()
+        return told, [layer.name for layer in broadcast.ladder]
+
+    told, ladder = asyncio.run(scenario())
+
+    assert told == [
+        {"type": "watch.layer", "layer": ladder[-1], "video": False},
+        {"type": "watch.layer", "layer": ladder[0], "video": True},
+    ]

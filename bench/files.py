@@ -1,0 +1,292 @@
+"""Figures for personal files at rest: what encryption costs to keep and to serve a file.
+
+For a 10 MB evidence upload and a 100 MB recording, each stored and then served whole (and the
+recording also as 1 MB range requests, as a video player asks), in clear (Django's
+FileSystemStorage and FileResponse, what the platform did before) and sealed (privacy.sealed:
+AES-256-GCM, 64 KiB chunks; served whole with the stored SHA-256 checked, as the routes do).
+"first time": the file is stored again before each timing, so nothing about it is cached in the
+process; "again": the same file served repeatedly (the hash was checked by the first serve).
+Plain and sealed alternate within each round, so both see the same load; the load average is
+printed. Reported: throughput (MB/s), ratio = sealed time / plain time, and the peak Python memory
+while serving (tracemalloc), which shows that files are streamed, not loaded whole.
+No database is needed.
+
+    python bench/files.py [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cloudbench.settings")
+os.environ.setdefault("FILE_MASTER_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
+
+MB = 1024 * 1024
+# What a muxer hands its output: PyAV writes in blocks of about this size.
+MUX_WRITE = 32 * 1024
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _peak(fn: Callable[[], object]) -> int:
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    fn()
+    _current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak
+
+
+def _consume(response) -> int:
+    total = 0
+    for block in response.streaming_content:
+        total += len(block)
+    response.close()
+    return total
+
+
+def _blocks(handle, length: int):
+    with handle:
+        while length > 0:
+            block = handle.read(min(64 * 1024, length))
+            if not block:
+                return
+            length -= len(block)
+            yield block
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import FileSystemStorage
+    from django.http import FileResponse, StreamingHttpResponse
+    from django.test import RequestFactory
+
+    from privacy.sealed import SealedWriter
+    from privacy.serve import RANGE, _disposition, sealed_response
+    from privacy.storage import SealedStorage
+
+    root = Path(tempfile.mkdtemp(prefix="bench-files-"))
+    settings.MEDIA_ROOT = root
+    plain_store, sealed_store = FileSystemStorage(location=root), SealedStorage(location=root)
+    factory = RequestFactory()
+    evidence = secrets.token_bytes(10 * MB)
+    evidence_sha = hashlib.sha256(evidence).hexdigest()
+    recording = secrets.token_bytes(100 * MB)
+    recording_sha = hashlib.sha256(recording).hexdigest()
+    rows: list[tuple[str, float, float, float, int, int]] = []
+    load_before = os.getloadavg()
+
+    def keep_evidence(store) -> Callable[[], object]:
+        return lambda: store.delete(store.save("evidence.pdf", ContentFile(evidence)))
+
+    def write_recording(sealed: bool) -> Callable[[], object]:
+        # both hash what they write: the recorder stores the recording's SHA-256
+        def run() -> None:
+            path = root / "recording.mp4"
+            path.unlink(missing_ok=True)
+            view = memoryview(recording)
+            if sealed:
+                sink = SealedWriter(path)
+                for at in range(0, len(recording), MUX_WRITE):
+                    sink.write(view[at : at + MUX_WRITE])
+                sink.close()
+                return
+            digest = hashlib.sha256()
+            with open(path, "wb") as handle:
+                for at in range(0, len(recording), MUX_WRITE):
+                    digest.update(view[at : at + MUX_WRITE])
+                    handle.write(view[at : at + MUX_WRITE])
+            digest.hexdigest()
+
+        return run
+
+    def plain_range(request, path: Path):
+        """What serving recordings in clear with ranges takes: the same parsing of the Range
+        header and the same response headers as privacy.serve, without the decryption."""
+        match = RANGE.match(request.META.get("HTTP_RANGE", "").strip())
+        handle = open(path, "rb")  # noqa: SIM115 (closed by the generator)
+        size = os.fstat(handle.fileno()).st_size
+        start, end = int(match[1]), min(size, int(match[2]) + 1)
+        handle.seek(start)
+        response = StreamingHttpResponse(_blocks(handle, end - start), status=206)
+        response["Content-Type"] = "video/mp4"
+        response["Content-Length"] = str(end - start)
+        response["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        response["Accept-Ranges"] = "bytes"
+        response["Content-Disposition"] = _disposition(path.name, inline=True)
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+    def serve(
+        name: str, sealed: bool, size: int, range_mb: int = 0, sha256: str | None = None
+    ) -> Callable[[], object]:
+        path = root / f"{'sealed' if sealed else 'plain'}-{name}"
+
+        def run() -> None:
+            if not range_mb:
+                if sealed:
+                    # evidence is served with its stored SHA-256 checked, as the platform does
+                    response = sealed_response(
+                        factory.get("/"),
+                        path,
+                        content_type="video/mp4",
+                        filename=name,
+                        sha256=sha256,
+                    )
+                else:
+                    response = FileResponse(open(path, "rb"), content_type="video/mp4")  # noqa: SIM115
+                assert _consume(response) == size
+                return
+            step = range_mb * MB
+            for start in range(0, size, step):
+                header = f"bytes={start}-{min(size, start + step) - 1}"
+                request = factory.get("/", HTTP_RANGE=header)
+                if sealed:
+                    response = sealed_response(
+                        request, path, content_type="video/mp4", filename=name, ranges=True
+                    )
+                    _consume(response)
+                else:  # a range-aware view over the clear file: seek, stream the range
+                    _consume(plain_range(request, path))
+
+        return run
+
+    def measure(label: str, size: int, plain: Callable, sealed: Callable, setup=None) -> None:
+        times = {"plain": [], "sealed": []}
+        peaks = {}
+        for _ in range(args.rounds):
+            for kind, fn in (("plain", plain), ("sealed", sealed)):
+                if setup:
+                    setup(kind)
+                times[kind].append(_timed(fn))
+        for kind, fn in (("plain", plain), ("sealed", sealed)):
+            if setup:
+                setup(kind)
+            peaks[kind] = _peak(fn)
+        plain_s, sealed_s = statistics.median(times["plain"]), statistics.median(times["sealed"])
+        # the least disturbed run of each: on a loaded machine the closer to what it costs
+        best = min(times["sealed"]) / min(times["plain"])
+        rows.append(
+            (
+                label,
+                size / MB / plain_s,
+                size / MB / sealed_s,
+                best,
+                peaks["plain"],
+                peaks["sealed"],
+            )
+        )
+
+    def put(name: str, data: bytes, once: bool = False) -> Callable[[str], None]:
+        """Store the file before each timing (a new file: nothing about it is cached yet), or
+        with ``once`` only before the first (served again: what a process keeps about a
+        file it has opened helps)."""
+        kept: set[str] = set()
+
+        def setup(kind: str) -> None:
+            path = root / f"{kind}-{name}"
+            if once and kind in kept:
+                return
+            kept.add(kind)
+            path.unlink(missing_ok=True)
+            if kind == "plain":
+                path.write_bytes(data)
+            else:
+                with SealedWriter(path) as writer:
+                    writer.write(data)
+
+        return setup
+
+    measure(
+        "10 MB evidence: keep (upload)",
+        len(evidence),
+        keep_evidence(plain_store),
+        keep_evidence(sealed_store),
+    )
+    measure(
+        "10 MB evidence: serve whole, first time",
+        len(evidence),
+        serve("e.pdf", False, len(evidence), sha256=evidence_sha),
+        serve("e.pdf", True, len(evidence), sha256=evidence_sha),
+        put("e.pdf", evidence),
+    )
+    measure(
+        "10 MB evidence: serve whole again",
+        len(evidence),
+        serve("e2.pdf", False, len(evidence), sha256=evidence_sha),
+        serve("e2.pdf", True, len(evidence), sha256=evidence_sha),
+        put("e2.pdf", evidence, once=True),
+    )
+    measure(
+        "100 MB recording: write while recording",
+        len(recording),
+        write_recording(False),
+        write_recording(True),
+    )
+    measure(
+        "100 MB recording: serve whole, first time",
+        len(recording),
+        serve("r.mp4", False, len(recording), sha256=recording_sha),
+        serve("r.mp4", True, len(recording), sha256=recording_sha),
+        put("r.mp4", recording),
+    )
+    measure(
+        "100 MB recording: serve as 1 MB ranges",
+        len(recording),
+        serve("r.mp4", False, len(recording), range_mb=1),
+        serve("r.mp4", True, len(recording), range_mb=1),
+        put("r.mp4", recording),
+    )
+
+    load_after = os.getloadavg()
+    print(
+        f"median of {args.rounds} rounds, plain and sealed interleaved in each round; "
+        "peak = Python heap while doing it (tracemalloc)"
+    )
+    print(
+        f"load average (1/5/15 min) before {load_before[0]:.2f}/{load_before[1]:.2f}/"
+        f"{load_before[2]:.2f}, after {load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f} "
+        f"on {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'':42} {'plain MB/s':>11} {'sealed MB/s':>12} {'ratio':>6} {'best':>5} "
+        f"{'peak plain':>11} {'peak sealed':>12}"
+    )
+    for label, plain, sealed, best, peak_plain, peak_sealed in rows:
+        print(
+            f"{label:42} {plain:11.0f} {sealed:12.0f} {plain / sealed:6.2f} {best:5.2f} "
+            f"{peak_plain / 1024:9.0f}KB {peak_sealed / 1024:10.0f}KB"
+        )
+    print("ratio: sealed time / plain time, of the medians; best: of the fastest run of each")
+    for path in root.iterdir():
+        path.unlink()
+    root.rmdir()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The media node's uses of aiortc's and aioice's private internals (see ``cloudbench.internals``)."""
