@@ -87,6 +87,7 @@ class ImportForm(forms.Form):
     file = forms.FileField(
         label=_("Spreadsheet (.xlsx or .csv)"),
         help_text=_(
-            "First row: 手机号, 姓名, 类别, 擅长, 服务社区, 居住社区, 语言, 简介, 最多案件."
+            "First row: phone, name, kind, specialties, communities, home_community, languages, bio, "
+            "load_cap (or the Chinese column names)."
         ),
     )

@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Community
 from accounts.phones import normalize_mobile
+from cloudbench.errors import DomainError
 from mediation_room.models import Category
 
 from .models import ExpertKind
@@ -28,13 +29,11 @@ MAX_ROWS = 2000
 
 
 def max_bytes() -> int:
-    return getattr(settings, "EXPERT_IMPORT_MAX_BYTES", 1024 * 1024)
+    return settings.EXPERT_IMPORT_MAX_BYTES
 
 
-class ImportRefused(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class ImportRefused(DomainError):
+    """A file of experts that cannot be read; the message says why."""
 
 
 # Column headers, Chinese or English, to field names.
@@ -193,7 +192,7 @@ def _community(name: str, by_name: dict[str, list[Community]]) -> Community:
     if len(found) > 1:
         raise ValidationError(
             _(
-                "“%(name)s” names more than one community; write the street too, e.g. 南苑街道:%(name)s."
+                "“%(name)s” names more than one community; write the street too, e.g. Nanyuan Street:%(name)s."
             )
             % {"name": name}
         )

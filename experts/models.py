@@ -50,7 +50,7 @@ class ExpertProfile(TimeStamped):
     )
     public_id = models.CharField(max_length=20, unique=True, default=new_public_id)
     public_name = models.CharField(
-        _("public name"), max_length=40, help_text=_("Shown in the directory, e.g. 沈律师.")
+        _("public name"), max_length=40, help_text=_("Shown in the directory, e.g. Lawyer Shen.")
     )
     kind = models.CharField(_("kind"), max_length=20, choices=ExpertKind.choices)
     specialties = models.CharField(

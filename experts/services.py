@@ -21,7 +21,8 @@ from django.utils.translation import gettext as _
 from accounts.models import Community, CoordinatorPost, Role, User
 from accounts.phones import normalize_mobile
 from accounts.services import notify_person, role_grant
-from mediation_room.errors import CaseError, NotPermitted
+from cloudbench.errors import DomainError
+from mediation_room.errors import NotPermitted
 from mediation_room.models import Case, Category, Hearing, Party, Status
 from mediation_room.selectors import case_roles_for_user
 from mediation_room.services import case_event_record, case_match, hearing_schedule
@@ -44,13 +45,17 @@ MAX_EXCEPTIONS = 100
 HEARING_LENGTH = timedelta(hours=1)
 
 
-class InvitationError(CaseError):
+class ExpertError(DomainError):
+    """A request about the expert pool that cannot be carried out; the message is safe to show."""
+
+
+class InvitationError(ExpertError):
     """An invitation step that cannot be carried out; the message is safe to show."""
 
 
 def invitation_ttl() -> timedelta:
     """How long an expert has to answer (EXPERT_INVITATION_TTL_MINUTES, default two hours)."""
-    return timedelta(minutes=getattr(settings, "EXPERT_INVITATION_TTL_MINUTES", 120))
+    return timedelta(minutes=settings.EXPERT_INVITATION_TTL_MINUTES)
 
 
 def _site(path: str) -> str:

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.selectors import is_coordinator
-from mediation_room.errors import CaseError
+from cloudbench.actions import perform_and_redirect
+from cloudbench.errors import DomainError
 from mediation_room.models import Status
 from mediation_room.selectors import access_case_for_user
 
@@ -95,19 +93,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "experts/dashboard.html", context)
 
 
-def _act(request: HttpRequest, action: Callable[[], str], target: str) -> HttpResponse:
-    """Run a service for a form post; show its message or its error, then go back."""
-    try:
-        message = action()
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    except CaseError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, message)
-    return redirect(target)
-
-
 def _form_errors(form) -> str:
     return " ".join(str(e) for errors in form.errors.values() for e in errors)
 
@@ -130,7 +115,7 @@ def invitation_accept(request: HttpRequest, pk: int) -> HttpResponse:
             "when": _local(result.hearing.starts_at),
         }
 
-    return _act(request, act, "experts:dashboard")
+    return perform_and_redirect(request, act, "experts:dashboard")
 
 
 def _local(moment) -> str:
@@ -153,7 +138,7 @@ def invitation_decline(request: HttpRequest, pk: int) -> HttpResponse:
         )
         return _("You declined. Thank you for answering.")
 
-    return _act(request, act, "experts:dashboard")
+    return perform_and_redirect(request, act, "experts:dashboard")
 
 
 @login_required
@@ -167,7 +152,7 @@ def slot_add(request: HttpRequest) -> HttpResponse:
         services.availability_slot_add(actor=request.user, **form.cleaned_data)
         return _("The time is added.")
 
-    return _act(request, act, "experts:dashboard")
+    return perform_and_redirect(request, act, "experts:dashboard")
 
 
 @login_required
@@ -177,7 +162,7 @@ def slot_remove(request: HttpRequest, pk: int) -> HttpResponse:
         services.availability_slot_remove(actor=request.user, slot_id=pk)
         return _("The time is removed.")
 
-    return _act(request, act, "experts:dashboard")
+    return perform_and_redirect(request, act, "experts:dashboard")
 
 
 @login_required
@@ -199,7 +184,7 @@ def exception_add(request: HttpRequest) -> HttpResponse:
         )
         return _("The date is saved.")
 
-    return _act(request, act, "experts:dashboard")
+    return perform_and_redirect(request, act, "experts:dashboard")
 
 
 @login_required
@@ -209,7 +194,7 @@ def exception_remove(request: HttpRequest, pk: int) -> HttpResponse:
         services.availability_exception_remove(actor=request.user, exception_id=pk)
         return _("The date is removed.")
 
-    return _act(request, act, "experts:dashboard")
+    return perform_and_redirect(request, act, "experts:dashboard")
 
 
 @login_required
@@ -223,7 +208,7 @@ def conflict_add(request: HttpRequest) -> HttpResponse:
         services.conflict_declare(actor=request.user, **form.cleaned_data)
         return _("Noted: you will never be proposed for this person's cases.")
 
-    return _act(request, act, "experts:dashboard")
+    return perform_and_redirect(request, act, "experts:dashboard")
 
 
 # --- the coordinator's side ------------------------------------------------------------------------
@@ -273,14 +258,14 @@ def invite(request: HttpRequest, tracking_number: str) -> HttpResponse:
         if choice != "top":
             expert = ExpertProfile.objects.filter(public_id=choice).first()
             if expert is None:
-                raise CaseError(_("No such expert."))
+                raise services.ExpertError(_("No such expert."))
         invitation = services.invitation_send(case=case, actor=request.user, expert=expert)
         return _("%(name)s is invited and has until %(when)s to answer.") % {
             "name": invitation.expert.public_name,
             "when": _local(invitation.expires_at),
         }
 
-    return _act(request, act, target)
+    return perform_and_redirect(request, act, target)
 
 
 @login_required
@@ -298,7 +283,7 @@ def invitation_cancel(request: HttpRequest, tracking_number: str, pk: int) -> Ht
         )
         return _("The invitation is withdrawn.")
 
-    return _act(request, act, target)
+    return perform_and_redirect(request, act, target)
 
 
 @login_required
@@ -321,7 +306,7 @@ def import_experts(request: HttpRequest) -> HttpResponse:
                     )
                 except ImportRefused as exc:
                     form.add_error("file", exc.message)
-                except CaseError as exc:
+                except DomainError as exc:
                     form.add_error(None, exc.message)
         if form.errors:
             status = 400

@@ -12,6 +12,7 @@ from accounts.models import Role, User
 from accounts.services import role_grant
 
 from . import services
+from .agreements.demo import agreement_sign_all
 from .models import Case, CaseEvent, Category, Hearing, Status
 
 DESCRIPTIONS = {
@@ -119,7 +120,8 @@ def load(context: dict) -> list[str]:
             elif step == "start":
                 services.session_start(hearing=hearing, actor=expert)
             elif step == "agree":
-                services.session_conclude(hearing=hearing, actor=expert, agreed=True)
+                # signed by everyone, locked, in the ledger, with its PDF: the case is agreed
+                agreement_sign_all(case)
             elif step == "disagree":
                 services.session_conclude(
                     hearing=hearing, actor=expert, agreed=False, note="双方分歧较大"

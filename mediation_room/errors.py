@@ -1,19 +1,14 @@
-from django.core.exceptions import PermissionDenied
+from cloudbench import errors
+from cloudbench.errors import DomainError
 
 
-class CaseError(Exception):
+class CaseError(DomainError):
     """A request about a case that cannot be carried out; the message is safe to show the user."""
-
-    def __init__(self, message: str, *, code: str = "invalid") -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
 
 
 class TransitionNotAllowed(CaseError):
     pass
 
 
-class NotPermitted(CaseError, PermissionDenied):
-    def __init__(self, message: str, *, code: str = "forbidden") -> None:
-        super().__init__(message, code=code)
+class NotPermitted(CaseError, errors.NotPermitted):
+    """The user may not do this to the case."""

@@ -74,11 +74,11 @@ def stage_rule(status: str, category: str | None = None) -> tuple[int, int] | No
     rule = rules.get(category or "") or rules.get("")
     if rule is not None:
         return rule.working_days, rule.escalate_after_days
-    overrides = getattr(settings, "STAGE_DEADLINE_DAYS_BY_CATEGORY", {}).get(category or "", {})
+    overrides = settings.STAGE_DEADLINE_DAYS_BY_CATEGORY.get(category or "", {})
     days = overrides.get(status, settings.STAGE_DEADLINE_DAYS.get(status))
     if days is None:
         return None
-    return days, getattr(settings, "SUPERVISION_ESCALATE_AFTER_DAYS", 2)
+    return days, settings.SUPERVISION_ESCALATE_AFTER_DAYS
 
 
 def stage_deadline(status: str, start: datetime, category: str | None = None) -> datetime | None:

@@ -8,6 +8,10 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Community, TimeStamped
 from accounts.phones import validate_mobile
 
+# The agreement models live in their own module and refer to Case and Party by name, so that
+# neither module imports the other's classes; importing it here registers them with this app.
+from .agreements import models as agreement_models  # noqa: F401
+
 
 class Category(models.TextChoices):
     UNPAID_WAGES = "unpaid_wages", _("Unpaid wages")
@@ -224,18 +228,6 @@ class Hearing(TimeStamped):
     def __str__(self) -> str:
         return f"{self.case.tracking_number} @ {self.starts_at:%Y-%m-%d %H:%M}"
 
-
-# Agreement models live in their own module; importing them here registers them with the app.
-from .agreements.models import (  # noqa: E402, F401
-    Agreement,
-    AgreementComment,
-    AgreementSignature,
-    AgreementVersion,
-    FollowUp,
-    FollowUpAnswer,
-    LedgerHead,
-    SigningChallenge,
-)
 
 # --- supervision (督办): stage deadline rules, overrun alerts, supervision notices -----------------
 

@@ -7,13 +7,16 @@ Agreement channel (/ws/case/<tracking_number>/agreement/), version 1:
   server → client  {"type": "draft", "v": 1, "agreement": code, "state", "state_label",
                     "document": {...}, "comments": [...], "signatures": [...]}
                    {"type": "empty", "v": 1}        (no agreement yet)
-                   {"type": "error", "code", "message"}
+                   {"type": "error", "code", "message", "ref"}
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from django.utils.translation import gettext as _
+
+from cloudbench.sockets import Limits, ProtocolError
 
 AGREEMENT_PROTOCOL_VERSION = 1
 MAX_CLIENT_MESSAGE_BYTES = 2048
@@ -23,38 +26,22 @@ AGREEMENT_CLIENT_MESSAGES: dict[str, frozenset[str]] = {
     "ping": frozenset(),
     "refresh": frozenset(),
 }
+MESSAGE_TYPES = frozenset(AGREEMENT_CLIENT_MESSAGES)
+# The page sends a ping now and then and a refresh after reconnecting; each refresh reads the
+# database, so a socket that floods is told, then closed.
+LIMITS = Limits(max_bytes=MAX_CLIENT_MESSAGE_BYTES, per_second=1.0, burst=10.0, flood_limit=30)
 
 
-class ProtocolError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def parse_agreement_message(text: str | None) -> dict[str, Any]:
-    """Decode and validate one client message of the agreement channel."""
-    if text is None:
-        raise ProtocolError("bad_frame", "text frames only")
-    if len(text.encode("utf-8", "replace")) > MAX_CLIENT_MESSAGE_BYTES:
-        raise ProtocolError("too_large", "message too large")
-    try:
-        message = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested deep
-        raise ProtocolError("bad_json", "not JSON") from exc
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise ProtocolError("bad_message", "an object with a string 'type' is expected")
-    allowed = AGREEMENT_CLIENT_MESSAGES.get(message["type"])
-    if allowed is None:
-        raise ProtocolError("unknown_type", f"unknown message type {message['type'][:40]!r}")
-    extra = set(message) - {"type"} - allowed
+def read_agreement_message(message: dict[str, Any]) -> dict[str, Any]:
+    """Validate one decoded client message of the agreement channel (its ``type`` is known)."""
+    extra = set(message) - {"type"} - AGREEMENT_CLIENT_MESSAGES[message["type"]]
     if extra:
-        raise ProtocolError("bad_message", f"unexpected fields: {', '.join(sorted(extra))[:80]}")
+        raise ProtocolError(
+            "bad_message",
+            _("Unexpected fields: %(fields)s") % {"fields": ", ".join(sorted(extra))[:80]},
+            ref=message["type"],
+        )
     return message
-
-
-def error_frame(code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message}
 
 
 def draft_frame(snapshot: dict[str, Any] | None) -> dict[str, Any]:

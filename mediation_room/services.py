@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Community, User
 from accounts.phones import normalize_mobile
 from accounts.services import notify_person
+from privacy.consents import consent_receipt_record
 
 from . import lifecycle
 from .errors import CaseError, NotPermitted, TransitionNotAllowed
@@ -232,6 +233,9 @@ def case_register(
         Consent.objects.create(
             party=applicant, kind=kind, granted=bool(consents.get(kind)), decided_at=now
         )
+        consent_receipt_record(
+            party=applicant, user=reporter, kind=kind, granted=bool(consents.get(kind)), at=now
+        )
     case_event_record(
         case=case,
         actor=reporter,
@@ -284,7 +288,9 @@ def party_claim(*, party: Party, user: User) -> Party:
 @transaction.atomic
 def consent_set(*, party: Party, actor: User, kind: str, granted: bool) -> Consent:
     """A party gives or withdraws one kind of consent. Granting is possible until the session
-    starts; withdrawing also during it (the broadcast reacts at once through the case group)."""
+    starts; withdrawing also during it (the broadcast reacts at once through the case group).
+    Livestream and recording consent can be withdrawn at any time: after commit, the replays of
+    the case's hearings are deleted."""
     if kind not in ConsentKind.values:
         raise ValidationError({"kind": _("Unknown consent kind.")})
     party = Party.objects.select_related("case").get(pk=party.pk)
@@ -292,7 +298,9 @@ def consent_set(*, party: Party, actor: User, kind: str, granted: bool) -> Conse
     if party.user_id is None or party.user_id != actor.pk:
         raise NotPermitted(_("Only the party themself can answer for their consent."))
     allowed = lifecycle.CONSENT_GRANT_STATES if granted else lifecycle.CONSENT_WITHDRAW_STATES
-    if case.status not in allowed:
+    # what was published of the session (its replay) may be withdrawn at any time
+    unpublish = not granted and kind in (ConsentKind.LIVESTREAM, ConsentKind.RECORDING)
+    if case.status not in allowed and not unpublish:
         raise TransitionNotAllowed(
             _("Consent can no longer be changed at this stage of the case."), code="consent_closed"
         )
@@ -305,13 +313,47 @@ def consent_set(*, party: Party, actor: User, kind: str, granted: bool) -> Conse
     consent.granted = granted
     consent.decided_at = now
     consent.save(update_fields=["granted", "decided_at", "updated_at"])
+    consent_receipt_record(party=party, user=actor, kind=kind, granted=granted, at=now)
     case_event_record(
         case=case,
         actor=actor,
         kind="consent_granted" if granted else "consent_withdrawn",
         data={"kind": kind, "role": party.role},
     )
+    if unpublish:
+        case_id = case.pk
+        transaction.on_commit(lambda: _replays_remove(case_id))
     return consent
+
+
+def _replays_remove(case_id: int) -> None:
+    # the replay files belong to the livestream (streaming), which this app does not import
+    from streaming.broadcast.services import replays_remove
+
+    replays_remove(case_id=case_id)
+
+
+@transaction.atomic
+def face_consent_set(*, party: Party, actor: User, show: bool) -> Party:
+    """A party chooses to show their face on the livestream (or to have it blurred again, which
+    is possible at any time). Only the party themself may answer."""
+    party = Party.objects.select_related("case").get(pk=party.pk)
+    case = _locked(party.case)
+    if party.user_id is None or party.user_id != actor.pk:
+        raise NotPermitted(_("Only the party themself can answer for their consent."))
+    if party.show_face == show:
+        return party
+    now = timezone.now()
+    party.show_face = show
+    party.save(update_fields=["show_face", "updated_at"])
+    consent_receipt_record(party=party, user=actor, kind="face", granted=show, at=now)
+    case_event_record(
+        case=case,
+        actor=actor,
+        kind="consent_granted" if show else "consent_withdrawn",
+        data={"kind": "face", "role": party.role},
+    )
+    return party
 
 
 def consents_all_granted(case: Case, kind: str) -> bool:
@@ -424,7 +466,7 @@ def hearing_schedule(
         case=case, starts_at=starts_at, ends_at=ends_at, location_note=location_note[:200]
     )
     when = timezone.localtime(starts_at).strftime("%Y-%m-%d %H:%M")
-    link = f"{settings.SITE_URL}/room/{hearing.public_id}/"
+    link = f"{settings.SITE_URL}/room/{hearing.public_id}/check/"
     for user, phone, key in _recipients(case):
         notify_person(
             kind="hearing_scheduled",
@@ -503,7 +545,7 @@ def hearing_reschedule(
         public=True,
     )
     when = timezone.localtime(starts_at).strftime("%Y-%m-%d %H:%M")
-    link = f"{settings.SITE_URL}/room/{hearing.public_id}/"
+    link = f"{settings.SITE_URL}/room/{hearing.public_id}/check/"
     for user, phone, key in _recipients(case):
         notify_person(
             kind="hearing_rescheduled",

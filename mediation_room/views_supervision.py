@@ -8,7 +8,6 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import (
     FileResponse,
@@ -22,9 +21,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.selectors import communities_for_coordinator, is_coordinator
+from cloudbench.actions import form_submit
 
 from . import lifecycle, selectors
-from .errors import CaseError
 from .services import hearing_reschedule
 from .supervision import exports, periodic, statistics
 from .supervision import selectors as sup_selectors
@@ -37,14 +36,6 @@ PUBLIC_CACHE_SECONDS = 600
 def _require_coordinator(request: HttpRequest) -> None:
     if not is_coordinator(request.user):
         raise Http404
-
-
-def _form_errors(form, exc: ValidationError) -> None:
-    if hasattr(exc, "error_dict"):
-        for name, errors in exc.message_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
 
 
 # --- supervision -----------------------------------------------------------------------------------------
@@ -85,19 +76,17 @@ def notice_new(request: HttpRequest, tracking_number: str) -> HttpResponse:
     form = NoticeForm(request.POST or None, recipients=recipients, initial=initial)
     if request.method == "POST" and form.is_valid():
         to_user = next(u for u in recipients if u.pk == form.cleaned_data["to_user"])
-        try:
-            sup_services.supervision_notice_issue(
+        form_submit(
+            form,
+            lambda: sup_services.supervision_notice_issue(
                 case=case,
                 issued_by=request.user,
                 to_user=to_user,
                 text=form.cleaned_data["text"],
                 due=form.cleaned_data["due"],
-            )
-        except ValidationError as exc:
-            _form_errors(form, exc)
-        except CaseError as exc:
-            form.add_error(None, exc.message)
-        else:
+            ),
+        )
+        if not form.errors:
             messages.success(request, _("The supervision notice is sent."))
             return redirect("mediation_room:supervision")
     status = 400 if request.method == "POST" else 200
@@ -123,15 +112,13 @@ def notice_detail(request: HttpRequest, pk: int) -> HttpResponse:
         if not can_answer:
             raise Http404
         if form.is_valid():
-            try:
-                sup_services.supervision_notice_answer(
+            form_submit(
+                form,
+                lambda: sup_services.supervision_notice_answer(
                     notice=notice, actor=request.user, answer=form.cleaned_data["answer"]
-                )
-            except ValidationError as exc:
-                _form_errors(form, exc)
-            except CaseError as exc:
-                form.add_error(None, exc.message)
-            else:
+                ),
+            )
+            if not form.errors:
                 messages.success(request, _("Your answer is recorded."))
                 return redirect("mediation_room:notice_detail", pk=notice.pk)
     status = 400 if request.method == "POST" else 200
@@ -150,19 +137,17 @@ def hearing_reschedule_view(request: HttpRequest, public_id: str) -> HttpRespons
     }
     form = RescheduleForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        try:
-            hearing_reschedule(
+        form_submit(
+            form,
+            lambda: hearing_reschedule(
                 hearing=hearing,
                 actor=request.user,
                 starts_at=form.cleaned_data["starts_at"],
                 ends_at=form.cleaned_data["ends_at"],
                 reason=form.cleaned_data["reason"],
-            )
-        except ValidationError as exc:
-            _form_errors(form, exc)
-        except CaseError as exc:
-            form.add_error(None, exc.message)
-        else:
+            ),
+        )
+        if not form.errors:
             messages.success(request, _("The hearing is moved; everyone has been told."))
             return redirect("frontend:case_detail", tracking_number=hearing.case.tracking_number)
     status = 400 if request.method == "POST" else 200

@@ -30,7 +30,7 @@ def _ts(value: datetime | None) -> str | None:
 
 
 def signature_record(sig: AgreementSignature) -> dict[str, Any]:
-    return {
+    record = {
         "signer_id": sig.signer_id,
         "role": sig.role,
         "name": sig.name,
@@ -42,6 +42,11 @@ def signature_record(sig: AgreementSignature) -> dict[str, Any]:
         "user_agent": sig.user_agent,
         "version": sig.version.number,
     }
+    # Signatures since addresses are kept apart: the ledger covers the address's salted digest,
+    # which outlives the address itself (erased when its retention ends).
+    if sig.ip_digest:
+        record["ip_digest"] = sig.ip_digest
+    return record
 
 
 def ledger_document(agreement: Agreement) -> dict[str, Any]:

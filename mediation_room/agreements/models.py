@@ -12,8 +12,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import TimeStamped
-
-from ..models import Case, Party
+from privacy.storage import sealed_storage
 
 # Crockford-style alphabet: no I, L, O, U, so a code read aloud or typed from paper survives.
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -71,7 +70,9 @@ class Agreement(TimeStamped):
         LITIGATION = "litigation", _("Litigation")
         DEPARTMENT = "department", _("Another department")
 
-    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="agreements")
+    case = models.ForeignKey(
+        "mediation_room.Case", on_delete=models.PROTECT, related_name="agreements"
+    )
     code = models.CharField(max_length=16, unique=True, default=new_verify_code)
     state = models.CharField(max_length=10, choices=State.choices, default=State.DRAFT)
     final_version = models.ForeignKey(
@@ -87,7 +88,7 @@ class Agreement(TimeStamped):
     seq = models.PositiveIntegerField(null=True, blank=True, unique=True)
     prev_hash = models.CharField(max_length=64, blank=True)
     hash = models.CharField(max_length=64, blank=True, db_index=True)
-    pdf = models.FileField(upload_to="agreements/", blank=True)
+    pdf = models.FileField(upload_to="agreements/", blank=True, storage=sealed_storage)
     refused_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -198,7 +199,7 @@ class AgreementSignature(_AppendOnly):
     signer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     role = models.CharField(max_length=12)  # applicant | respondent | expert
     party = models.ForeignKey(
-        Party, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "mediation_room.Party", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     name = models.CharField(max_length=40)
     method = models.CharField(max_length=6, choices=Method.choices)
@@ -206,7 +207,11 @@ class AgreementSignature(_AppendOnly):
     image = models.BinaryField(blank=True, default=b"", editable=False)
     image_sha256 = models.CharField(max_length=64, blank=True)
     signed_at = models.DateTimeField()
+    # Signed before addresses were kept apart (see SignatureAddress): the address itself.
     ip = models.GenericIPAddressField(null=True, blank=True)
+    # SHA-256 of the SignatureAddress's salt and address: what the ledger covers, so that the
+    # address can be erased when its retention ends and the chain still verifies.
+    ip_digest = models.CharField(max_length=64, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
     challenge = models.OneToOneField(
         "SigningChallenge", on_delete=models.PROTECT, related_name="signature"
@@ -225,6 +230,26 @@ class AgreementSignature(_AppendOnly):
 
     def __str__(self) -> str:
         return f"{self.agreement_id} {self.role}"
+
+
+class SignatureAddress(models.Model):
+    """The network address a signature was made from, kept beside the locked signature so that
+    retention can erase it; ``ip_digest_of(salt, ip)`` is the signature's ``ip_digest``."""
+
+    signature = models.OneToOneField(
+        AgreementSignature, on_delete=models.CASCADE, related_name="address"
+    )
+    ip = models.GenericIPAddressField()
+    salt = models.CharField(max_length=32)
+
+    def __str__(self) -> str:
+        return f"address of signature {self.signature_id}"
+
+    @staticmethod
+    def digest_of(salt: str, ip: str) -> str:
+        import hashlib
+
+        return hashlib.sha256(f"{salt}:{ip}".encode()).hexdigest()
 
 
 class SigningChallenge(TimeStamped):
@@ -312,7 +337,7 @@ class FollowUp(TimeStamped):
 
 class FollowUpAnswer(TimeStamped):
     follow_up = models.ForeignKey(FollowUp, on_delete=models.CASCADE, related_name="answers")
-    party = models.ForeignKey(Party, on_delete=models.PROTECT, related_name="+")
+    party = models.ForeignKey("mediation_room.Party", on_delete=models.PROTECT, related_name="+")
     fulfilled = models.BooleanField()
     note = models.CharField(max_length=500, blank=True)
 

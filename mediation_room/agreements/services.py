@@ -44,6 +44,7 @@ from .models import (
     FollowUp,
     FollowUpAnswer,
     LedgerHead,
+    SignatureAddress,
     SigningChallenge,
 )
 
@@ -430,6 +431,7 @@ def agreement_sign(
         else:
             challenge.used_at = now
             challenge.save(update_fields=["used_at", "updated_at"])
+            address, salt = _clean_ip(ip), secrets.token_hex(16)
             signature = AgreementSignature.objects.create(
                 agreement=agreement,
                 version=version,
@@ -442,10 +444,12 @@ def agreement_sign(
                 image=image,
                 image_sha256=hashlib.sha256(image).hexdigest() if image else "",
                 signed_at=now,
-                ip=_clean_ip(ip),
+                ip_digest=SignatureAddress.digest_of(salt, address) if address else "",
                 user_agent=(user_agent or "")[:300],
                 challenge=challenge,
             )
+            if address:
+                SignatureAddress.objects.create(signature=signature, ip=address, salt=salt)
             case_services.case_event_record(
                 case=case,
                 actor=actor,

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from accounts.ratelimit import allow, client_ip
+from accounts.ratelimit import allow
+from cloudbench.actions import form_submit, perform
+from cloudbench.client_address import client_ip
+from cloudbench.errors import DomainError
+from privacy.access import log_access
+from privacy.models import AccessKind
+from privacy.serve import sealed_response
 
-from ..errors import CaseError
 from . import content as doc
 from . import selectors, services
 from .forms import (
@@ -79,10 +83,7 @@ def agreement_page(request: HttpRequest, tracking_number: str) -> HttpResponse:
 @require_POST
 def agreement_start(request: HttpRequest, tracking_number: str) -> HttpResponse:
     case, _role, _agreement = selectors.access_agreement_for_user(request.user, tracking_number)
-    try:
-        services.agreement_start(case=case, actor=request.user)
-    except CaseError as exc:
-        messages.error(request, exc.message)
+    if not perform(request, lambda: services.agreement_start(case=case, actor=request.user)):
         return _page(tracking_number)
     return redirect("mediation_room:agreement_edit", tracking_number=tracking_number)
 
@@ -127,21 +128,18 @@ def agreement_edit(request: HttpRequest, tracking_number: str) -> HttpResponse:
                 for f in terms.forms
                 if f.cleaned_data
             ]
-            try:
-                version = services.agreement_save_draft(
+            version = form_submit(
+                form,
+                lambda: services.agreement_save_draft(
                     agreement=agreement,
                     actor=request.user,
                     facts=form.cleaned_data["facts"],
                     terms=rows,
                     performance_check=form.cleaned_data["performance_check"],
                     note=form.cleaned_data["note"],
-                )
-            except ValidationError as exc:
-                for field, errors in exc.message_dict.items():
-                    form.add_error(field if field in form.fields else None, errors)
-            except CaseError as exc:
-                form.add_error(None, exc.message)
-            else:
+                ),
+            )
+            if not form.errors:
                 messages.success(request, _("Saved as version %(n)d.") % {"n": version.number})
                 if "submit" in request.POST:
                     return agreement_submit(request, tracking_number)
@@ -197,7 +195,8 @@ def agreement_comment(request: HttpRequest, tracking_number: str) -> HttpRespons
     if not form.is_valid():
         messages.error(request, _("Write a comment first."))
         return _page(tracking_number)
-    try:
+
+    def post() -> str:
         services.agreement_comment(
             agreement=agreement,
             actor=request.user,
@@ -205,10 +204,9 @@ def agreement_comment(request: HttpRequest, tracking_number: str) -> HttpRespons
             term_key=form.cleaned_data["term_key"],
             kind=form.cleaned_data["kind"],
         )
-    except CaseError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, _("Your comment is posted."))
+        return _("Your comment is posted.")
+
+    perform(request, post)
     return _page(tracking_number)
 
 
@@ -216,12 +214,12 @@ def agreement_comment(request: HttpRequest, tracking_number: str) -> HttpRespons
 @require_POST
 def agreement_submit(request: HttpRequest, tracking_number: str) -> HttpResponse:
     _case, _role, agreement = selectors.access_agreement_for_user(request.user, tracking_number)
-    try:
+
+    def submit() -> str:
         services.agreement_submit(agreement=_need(agreement), actor=request.user)
-    except CaseError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, _("The final text is sent to everyone for signature."))
+        return _("The final text is sent to everyone for signature.")
+
+    perform(request, submit)
     return _page(tracking_number)
 
 
@@ -257,7 +255,7 @@ def agreement_sign(request: HttpRequest, tracking_number: str) -> HttpResponse:
                 messages.success(request, _("You have signed the agreement."))
                 return _page(tracking_number)
             status = 400
-        except CaseError as exc:
+        except DomainError as exc:
             form.add_error(None, exc.message)
             status = 403 if exc.code == "forbidden" else 400
     version = agreement.final_version or selectors.shown_version(agreement)
@@ -282,14 +280,14 @@ def agreement_refuse(request: HttpRequest, tracking_number: str) -> HttpResponse
     if not form.is_valid():
         messages.error(request, _("Say why you do not sign and where the dispute goes next."))
         return redirect("mediation_room:agreement_sign", tracking_number=tracking_number)
-    try:
+
+    def refuse() -> str:
         services.agreement_refuse(
             agreement=_need(agreement), actor=request.user, **form.cleaned_data
         )
-    except CaseError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, _("Your refusal is recorded; the case ends without agreement."))
+        return _("Your refusal is recorded; the case ends without agreement.")
+
+    perform(request, refuse)
     return _page(tracking_number)
 
 
@@ -300,11 +298,13 @@ def agreement_pdf(request: HttpRequest, tracking_number: str) -> HttpResponse:
     agreement = _need(agreement)
     if not agreement.is_locked or not agreement.pdf:
         raise Http404
-    return FileResponse(
-        agreement.pdf.open("rb"),
-        as_attachment=True,
-        filename=f"{case.tracking_number}-人民调解协议书.pdf",
+    log_access(request, case=case, kind=AccessKind.AGREEMENT_PDF, ref=agreement.code)
+    return sealed_response(
+        request,
+        agreement.pdf.path,
         content_type="application/pdf",
+        filename=f"{case.tracking_number}-人民调解协议书.pdf",
+        inline=False,
     )
 
 
@@ -316,9 +316,10 @@ def agreement_bundle(request: HttpRequest, tracking_number: str) -> HttpResponse
         raise Http404
     try:
         data = services.judicial_bundle_export(agreement=_need(agreement), actor=request.user)
-    except CaseError as exc:
+    except DomainError as exc:
         messages.error(request, exc.message)
         return _page(tracking_number)
+    log_access(request, case=case, kind=AccessKind.AGREEMENT_PDF, ref=agreement.code)
     response = HttpResponse(data, content_type="application/zip")
     response["Content-Disposition"] = (
         f'attachment; filename="{case.tracking_number}-judicial-confirmation.zip"'
@@ -334,16 +335,16 @@ def follow_up_page(request: HttpRequest, tracking_number: str, pk: int) -> HttpR
     status = 200
     if request.method == "POST":
         if form.is_valid():
-            try:
-                services.follow_up_answer(
+            form_submit(
+                form,
+                lambda: services.follow_up_answer(
                     follow_up=follow_up,
                     actor=request.user,
                     fulfilled=form.cleaned_data["fulfilled"],
                     note=form.cleaned_data["note"],
-                )
-            except CaseError as exc:
-                form.add_error(None, exc.message)
-            else:
+                ),
+            )
+            if not form.errors:
                 messages.success(request, _("Thank you, your answer is recorded."))
                 return _page(tracking_number)
         status = 400

@@ -82,7 +82,7 @@ def _remind(hearing_id: int, now: datetime) -> int:
             "[Cloud Bench] Reminder: the mediation session of case %(number)s is tomorrow, "
             "%(when)s. Join here:"
         )
-    link = f"{settings.SITE_URL}/room/{hearing.public_id}/"
+    link = f"{settings.SITE_URL}/room/{hearing.public_id}/check/"
     recipients = hearing_recipients(case)
     for user, phone, key in recipients:
         notify_person(

@@ -348,7 +348,7 @@ def agreement_performance(
     the case events: an agreement counts as fulfilled on time when its follow-up visit (回访) was
     recorded before the follow-up deadline and not marked unfulfilled; due = follow-ups recorded
     + follow-ups overdue."""
-    dotted = getattr(settings, "STATS_AGREEMENT_PERFORMANCE", "")
+    dotted = settings.STATS_AGREEMENT_PERFORMANCE
     follow_up = _follow_up_model()
     if dotted:
         module, _sep, name = dotted.rpartition(".")

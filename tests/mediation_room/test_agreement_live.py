@@ -6,6 +6,7 @@ from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
+from django.utils.translation import gettext
 
 from mediation_room.agreements import services
 from mediation_room.routing import websocket_urlpatterns
@@ -66,7 +67,8 @@ def test_parties_see_the_draft_change_live_while_the_expert_edits(tsetup):
         assert await party.receive_json_from() == {
             "type": "error",
             "code": "bad_json",
-            "message": "not JSON",
+            "message": gettext("The message is not valid JSON."),
+            "ref": "",
         }
         await party.send_json_to({"type": "edit", "text": "x"})
         assert (await party.receive_json_from())["code"] == "unknown_type"

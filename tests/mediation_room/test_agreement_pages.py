@@ -124,7 +124,7 @@ def test_signing_page_flow_with_sms_code_and_typed_name(
     assert ok.status_code == 302
     sig = AgreementSignature.objects.get(agreement=agreement, signer=setup.applicant)
     assert sig.method == "typed" and sig.typed_name == "张三"
-    assert sig.user_agent == "Mozilla/5.0 test" and sig.ip == "192.0.2.10"
+    assert sig.user_agent == "Mozilla/5.0 test" and sig.address.ip == "192.0.2.10"
 
     client.force_login(UserFactory())
     assert client.post(_url(setup, "sign/"), {"action": "code"}).status_code == 404

@@ -96,7 +96,7 @@ def test_every_signature_locks_the_agreement_and_agrees_the_case(
     assert setup.case.status == Status.AGREED
     assert agreement.signatures.count() == 3
     sig = agreement.signatures.get(role="applicant")
-    assert sig.ip == "203.0.113.7" and sig.user_agent == "pytest" and sig.image_sha256
+    assert sig.address.ip == "203.0.113.7" and sig.user_agent == "pytest" and sig.image_sha256
     assert list(
         FollowUp.objects.filter(agreement=agreement).values_list("term_key", flat=True)
     ) == ["t1"]

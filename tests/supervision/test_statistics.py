@@ -265,7 +265,7 @@ def test_a_coordinator_of_every_community_counts_everything_unfiltered(data):
 def test_satisfaction_from_the_parties_ratings(data):
     if statistics._rating_model() is None:
         pytest.skip("the voting app's ratings are not installed")
-    from voting.services import rating_give
+    from voting.services.ratings import rating_give
 
     c1, _c2, c3, *_rest = data["cases"]
     for case, score in ((c1, 5), (c3, 3)):

@@ -17,6 +17,8 @@ SCHEDULES = {
         "voting.tasks.publish_due_consultations",
         5,
     ),
+    # Personal data past its retention period after a case closed (see privacy.retention).
+    "Retention of personal data": ("privacy.tasks.retention_apply", 60),
 }
 
 

@@ -91,6 +91,8 @@
     ws.onclose = (event) => {
       if (note) note.hidden = true;
       if (event.code === 4403) return;
+      // 4503: this server process is being replaced and another one serves: come back at once
+      if (event.code === 4503) { delay = 1000; connect(); return; }
       setTimeout(connect, delay);
       delay = Math.min(delay * 2, 30000);
     };
