@@ -18,9 +18,6 @@ Events from different processes can reach a hub slightly out of order; the hub s
 it has in sequence order and holds one that follows a gap for up to a window (the gap usually
 fills meanwhile). A client that still sees a gap holds the early events briefly and fetches the
 missing ones over HTTP.
-
-`VOTING_BROADCAST = "plain"` switches to the baseline the benchmark compares against: one
-group_send per event with a dict payload, encoded by every consumer.
 """
 
 from __future__ import annotations
@@ -36,6 +33,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from cloudbench.metrics import observe_comment_delivery
 from mediation_room.realtime import case_group
 
 from .protocol import events_frame
@@ -53,11 +51,7 @@ def room_group(room_id: int) -> str:
 
 
 def batch_window() -> float:
-    return getattr(settings, "VOTING_BATCH_MS", 120) / 1000
-
-
-def mode() -> str:
-    return getattr(settings, "VOTING_BROADCAST", "batched")
+    return settings.VOTING_BATCH_MS / 1000
 
 
 def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -94,8 +88,14 @@ class RoomSender:
     async def _drain(self) -> None:
         layer = get_channel_layer()
         while self.pending:
-            events, self.pending = self.pending, []
+            # Commits in worker threads reach the loop in the order their callbacks ran, which
+            # is not always the order of their seqs: what is queued goes out sorted.
+            events, self.pending = sorted(self.pending, key=_seq), []
             await layer.group_send(room_group(self.room_id), events_message(events))
+
+
+def _seq(event: dict[str, Any]) -> int:
+    return event["seq"]
 
 
 def events_message(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -121,9 +121,6 @@ def publish(room_id: int, events: list[dict[str, Any]]) -> None:
     on the event loop; elsewhere (a Celery worker, a management command) they go out at once."""
     if not events:
         return
-    if mode() == "plain":
-        _publish_plain(room_id, events)
-        return
     loop = _live_loop()
     if loop is not None:
         try:
@@ -132,22 +129,6 @@ def publish(room_id: int, events: list[dict[str, Any]]) -> None:
         except RuntimeError:  # the loop closed between the check and the call
             pass
     async_to_sync(get_channel_layer().group_send)(room_group(room_id), events_message(events))
-
-
-def _publish_plain(room_id: int, events: list[dict[str, Any]]) -> None:
-    async def send() -> None:
-        layer = get_channel_layer()
-        for event in events:
-            await layer.group_send(room_group(room_id), {"type": "room.event", "event": event})
-
-    loop = _live_loop()
-    if loop is not None:
-        try:
-            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(send()))
-            return
-        except RuntimeError:
-            pass
-    async_to_sync(send)()
 
 
 def call_later(delay: float, func, *args: Any) -> bool:
@@ -197,7 +178,9 @@ class RoomHub:
         self.task: asyncio.Task | None = None
         self.ready = asyncio.Lock()
         self.pending: dict[int, dict[str, Any]] = {}
-        self.sent_upto = 0  # the highest seq this hub has sent
+        # The highest seq this hub has sent, or the room's last seq when it subscribed; None
+        # until known (the database away at the start).
+        self.sent_upto: int | None = None
         self.last_sent = 0.0
         self.gap_since: float | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -220,9 +203,26 @@ class RoomHub:
                 if self.case_id is not None:
                     # consents given or withdrawn arrive here: the room may stop being public
                     await layer.group_add(case_group(self.case_id), self.channel)
+                if self.sent_upto is None:
+                    await self._read_start()
                 self.task = asyncio.ensure_future(self._run(layer, self.channel))
                 self.tail = asyncio.ensure_future(self._watch_tail())
         self.members.add(consumer)
+
+    async def _read_start(self) -> None:
+        """The room's last seq, read once subscribed: every later event arrives through the
+        group, so the first one the hub sends is the one after it (an event that overtook its
+        predecessor on the way waits for it, as after any gap)."""
+        from channels.db import database_sync_to_async
+
+        from .selectors import room_last_seq
+
+        try:
+            self.sent_upto = await database_sync_to_async(
+                room_last_seq, thread_sensitive=False
+            )(self.room_id)
+        except Exception:  # the database away for a moment: the tail check sets it later
+            logger.exception("reading the room's last seq failed")
 
     async def leave(self, consumer: Any) -> None:
         self.members.discard(consumer)
@@ -241,6 +241,8 @@ class RoomHub:
                 self.timer.cancel()
                 self.timer = None
             self.pending.clear()
+            # a later first viewer starts from the room's last seq read then
+            self.sent_upto = None
             logger.info(
                 "room %s: the last local viewer left; %d deliveries went straight to sockets, "
                 "%d through consumers",
@@ -281,7 +283,7 @@ class RoomHub:
                 logger.exception("closing a viewer's socket failed")
 
     def _has_upto(self) -> int:
-        return max(self.sent_upto, max(self.pending, default=0))
+        return max(self.sent_upto or 0, max(self.pending, default=0))
 
     async def _watch_tail(self) -> None:
         from channels.db import database_sync_to_async
@@ -296,14 +298,14 @@ class RoomHub:
                 last = await database_sync_to_async(room_last_seq, thread_sensitive=False)(
                     self.room_id
                 )
-                if previous is None and not self.sent_upto:
-                    # Nothing sent yet: what came before this hub is each viewer's backlog.
+                if self.sent_upto is None:
+                    # The start was not read: what came before is each viewer's backlog.
                     self.sent_upto = last
                 elif previous is not None and self._has_upto() < previous:
                     # Events committed a whole check ago have still not come: the layer lost
                     # them. (Events committed since then may simply be on their way.)
                     events = await database_sync_to_async(events_after, thread_sensitive=False)(
-                        Room(pk=self.room_id), self.sent_upto
+                        Room(pk=self.room_id), self.sent_upto or 0
                     )
                     for event in events:
                         if event["seq"] <= previous and event["seq"] not in self.sent_recent:
@@ -337,7 +339,7 @@ class RoomHub:
         # for the gap to fill, then goes anyway (the client fetches what is missing).
         now = time.monotonic()
         take = len(seqs)
-        if self.sent_upto and seqs[0] > self.sent_upto + 1:
+        if self.sent_upto is not None and seqs[0] > self.sent_upto + 1:
             take = 0
         else:
             expected = seqs[0]
@@ -355,19 +357,19 @@ class RoomHub:
             self.gap_since = None
         if take:
             events = [self.pending.pop(seq) for seq in seqs[:take]]
-            self.sent_upto = max(self.sent_upto, events[-1]["seq"])
+            self.sent_upto = max(self.sent_upto or 0, events[-1]["seq"])
             for event in events:
                 self.sent_recent.add(event["seq"])
                 self.sent_order.append(event["seq"])
             while len(self.sent_order) > SENT_MEMORY:
                 self.sent_recent.discard(self.sent_order.popleft())
             self.last_sent = now
-            task = asyncio.ensure_future(self._deliver(frame_message(events)))
+            task = asyncio.ensure_future(self._deliver(frame_message(events), events))
             task.add_done_callback(_log_failure)
         if self.pending:
             self.timer = asyncio.get_running_loop().call_later(batch_window(), self._flush)
 
-    async def _deliver(self, message: dict[str, Any]) -> None:
+    async def _deliver(self, message: dict[str, Any], events: list[dict[str, Any]] = ()) -> None:
         self.delivering = True
         try:
             # Sockets the server lets us write to directly take the frame prepared once, in one
@@ -391,6 +393,8 @@ class RoomHub:
                 if n % 200 == 0:
                     # Let incoming comments and acks through between slices of a big room.
                     await asyncio.sleep(0)
+            if self.members:
+                observe_comment_delivery(events)
         finally:
             self.delivering = False
             if self.timer is None:

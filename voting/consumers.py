@@ -11,19 +11,18 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.utils.translation import gettext as _
 
-from accounts.ratelimit import allow
-from mediation_room.errors import CaseError, NotPermitted
+from cloudbench.errors import DomainError, NotPermitted
+from cloudbench.sockets import CLOSE_NOT_FOUND, ProtocolConsumer
 from mediation_room.selectors import case_role_for_user
 
-from . import broadcast, protocol, selectors, services
+from . import broadcast, protocol, selectors
 from .models import Room
+from .services import comments, polling, rooms
 
 # The scope extension of cloudbench.webserver (named here: importing it would start Twisted).
 PREPARED_FRAMES = "cloudbench.prepared_frames"
@@ -44,13 +43,13 @@ def _shared_room_state(public_id: str) -> dict[str, Any] | None:
         hearing = selectors.hearing_by_public_id(public_id)
     except Http404:
         return None
-    room = services.room_for_hearing(hearing)
+    room = rooms.room_for_hearing(hearing)
     state = {
         "room": room,
         "case": hearing.case,
-        "public": services.room_is_public(room),
+        "public": selectors.room_is_public(room),
         "polls": [
-            services.poll_payload(p, with_counts=p.results_visible)
+            polling.poll_payload(p, with_counts=p.results_visible)
             for p in selectors.open_polls(room)
         ],
     }
@@ -66,7 +65,7 @@ def _room_state(public_id: str, user) -> dict[str, Any] | None:
         return None
     signed_in = bool(user and user.is_authenticated)
     role = case_role_for_user(shared["case"], user) if signed_in else None
-    moderator = signed_in and services.is_room_moderator(shared["room"], user)
+    moderator = signed_in and selectors.is_room_moderator(shared["room"], user)
     return {
         **shared,
         "may_watch": shared["public"] or role is not None or moderator,
@@ -83,6 +82,10 @@ def _backlog(room_id: int, after: int) -> tuple[list[dict[str, Any]], int]:
     if after < 0:
         last = selectors.room_last_seq(room_id)
         return [], last
+    # The room's last seq is read before the events: every event up to it is committed, so the
+    # read below holds all of them. Read after, it could name events committed between the two
+    # reads, and their live frames would be dropped as repeats of a backlog that lacks them.
+    last = selectors.room_last_seq(room_id)
     room = Room(pk=room_id)
     events: list[dict[str, Any]] = []
     while True:
@@ -91,11 +94,12 @@ def _backlog(room_id: int, after: int) -> tuple[list[dict[str, Any]], int]:
         if len(page) < selectors.EVENTS_PAGE:
             break
         after = page[-1]["seq"]
-    last = selectors.room_last_seq(room_id)
     return events, max(last, events[-1]["seq"] if events else 0)
 
 
-class LiveRoomConsumer(AsyncWebsocketConsumer):
+class LiveRoomConsumer(ProtocolConsumer):
+    limits = protocol.limits()
+    message_types = protocol.MESSAGE_TYPES
     room_id: int | None = None
     # Events up to this seq were sent from the database on (re)connect; live frames at or below it
     # are repeats and are dropped, so a reconnecting client gets neither gaps nor duplicates.
@@ -117,9 +121,7 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
         # stale connections itself, so it skips the hop too (it would queue every joining viewer
         # behind one thread).
         kind = message["type"]
-        if kind == "room.event":
-            await self.room_event(message)
-        elif kind == "websocket.connect":
+        if kind == "websocket.connect":
             await self.websocket_connect(message)
         else:
             await super().dispatch(message)
@@ -131,8 +133,8 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
         state = await database_sync_to_async(_room_state, thread_sensitive=False)(public_id, user)
         if state is None or not state["may_watch"]:
             # The same answer whether the room does not exist or is not public.
-            await self.send(protocol.error_frame("not_found", _("This session is not public.")))
-            await self.close(code=4404)
+            await self.send_error("not_found", _("This session is not public."))
+            await self.close(code=CLOSE_NOT_FOUND)
             return
         room: Room = state["room"]
         self.room_id = room.pk
@@ -142,7 +144,7 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
         self.user = user
         broadcast.bind_loop(asyncio.get_running_loop())
         # Join first, then read: anything committed after the read arrives through the group.
-        await self._join(room.pk, state["case"].pk)
+        await self.join_room(room.pk, state["case"].pk)
         after = self._after_param()
         events, last = await database_sync_to_async(_backlog, thread_sensitive=False)(
             room.pk, after
@@ -175,49 +177,29 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
         except ValueError:
             return -1
 
-    async def _join(self, room_id: int, case_id: int) -> None:
-        if broadcast.mode() == "plain":
-            await self.channel_layer.group_add(broadcast.room_group(room_id), self.channel_name)
-        else:
-            await broadcast.hub_join(room_id, self, case_id)
+    async def join_room(self, room_id: int, case_id: int) -> None:
+        """Room events reach this socket through this process's hub for the room."""
+        await broadcast.hub_join(room_id, self, case_id)
+
+    async def leave_room(self) -> None:
+        await broadcast.hub_leave(self.room_id, self)
 
     async def disconnect(self, code: int) -> None:
         if self.room_id is None:
             return
-        if broadcast.mode() == "plain":
-            await self.channel_layer.group_discard(
-                broadcast.room_group(self.room_id), self.channel_name
-            )
-        else:
-            await broadcast.hub_leave(self.room_id, self)
+        await self.leave_room()
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.room_id is None:
-            return
-        try:
-            message = protocol.parse(text_data, bytes_data)
-        except protocol.ProtocolError as exc:
-            await self.send(protocol.error_frame(exc.code, exc.message, exc.ref))
-            return
-        limit, period = services.CONNECTION_MESSAGE_LIMIT
-        allowed = await sync_to_async(allow, thread_sensitive=False)(
-            f"voting:conn:{self.channel_name}", limit=limit, period=period
-        )
-        if not allowed:
-            await self.send(
-                protocol.error_frame(
-                    "rate_limited",
-                    _("Too many messages. Please wait a few seconds."),
-                    _ref(message),
-                )
-            )
-            return
+    def serving(self) -> bool:
+        return self.room_id is not None
+
+    async def receive_frame(self, frame: dict[str, Any]) -> None:
+        message = protocol.read_message(frame)
         try:
             await self.handle(message)
-        except (CaseError, PermissionDenied) as exc:
+        except (DomainError, PermissionDenied) as exc:
             code = getattr(exc, "code", "forbidden")
             text = getattr(exc, "message", "") or _("You may not do this.")
-            await self.send(protocol.error_frame(code, text, _ref(message)))
+            await self.send_error(code, text, ref=_ref(message))
 
     async def handle(self, message: protocol.Message) -> None:
         if isinstance(message, protocol.Ping):
@@ -252,8 +234,8 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
         if self.insider:
             return
         self.live = False
-        await self.send(protocol.error_frame("not_found", _("This session is not public.")))
-        await self.close(code=4404)
+        await self.send_error("not_found", _("This session is not public."))
+        await self.close(code=CLOSE_NOT_FOUND)
 
     def deliver_now(self, message: dict[str, Any]) -> bool:
         """The hub's fast path: True when the batch is taken care of (written straight to the
@@ -285,20 +267,13 @@ class LiveRoomConsumer(AsyncWebsocketConsumer):
             return
         await self.base_send(message["send"])
 
-    async def room_event(self, message: dict[str, Any]) -> None:
-        """The benchmark's baseline: one event per group message, encoded here per connection."""
-        event = message["event"]
-        if event["seq"] <= self.backlog_upto:
-            return
-        await self.send(protocol.events_frame([event]))
-
 
 def _ref(message: protocol.Message) -> str:
     return getattr(message, "client_id", "") or getattr(message, "poll", "")
 
 
 def _comment(room_id: int, user, client_id: str, text: str) -> dict[str, Any]:
-    result = services.comment_post(
+    result = comments.comment_post(
         room=Room(pk=room_id), author=user, client_id=client_id, text=text
     )
     comment = result.comment
@@ -312,5 +287,5 @@ def _comment(room_id: int, user, client_id: str, text: str) -> dict[str, Any]:
 
 
 def _vote(room_id: int, user, poll_public_id: str, option: int) -> None:
-    poll = services.poll_lookup(room=Room(pk=room_id), poll_public_id=poll_public_id)
-    services.vote_cast(poll=poll, user=user, option_position=option)
+    poll = selectors.poll_lookup(room=Room(pk=room_id), poll_public_id=poll_public_id)
+    polling.vote_cast(poll=poll, user=user, option_position=option)

@@ -10,7 +10,7 @@ from django.utils import timezone
 from accounts.models import CoordinatorPost, Membership, User
 from mediation_room.models import Hearing
 
-from . import services
+from .services import bench_panel, comments, consultations, moderation, rooms
 
 WORDS = ["骗子", "去死", "傻逼", "scam", "idiot"]
 
@@ -19,17 +19,17 @@ def load(context: dict) -> list[str]:
     admin: User = context["admin"]
     lines: list[str] = []
     for word in WORDS:
-        services.sensitive_word_add(word=word, actor=admin, reason="demo")
+        moderation.sensitive_word_add(word=word, actor=admin, reason="demo")
     volunteers = 0
     for membership in Membership.objects.filter(verified_at__isnull=False):
-        services.volunteer_set(
+        bench_panel.volunteer_set(
             user=membership.user, community_id=membership.community_id, active=True
         )
         volunteers += 1
     lines.append(f"bench panel volunteers: {volunteers}; sensitive words: {len(WORDS)}")
     hearing = Hearing.objects.filter(state=Hearing.State.LIVE).select_related("case").first()
     if hearing is not None:
-        room = services.room_for_hearing(hearing)
+        room = rooms.room_for_hearing(hearing)
         speakers = list(Membership.objects.filter(verified_at__isnull=False)[:3])
         for i, (membership, text) in enumerate(
             zip(
@@ -38,7 +38,7 @@ def load(context: dict) -> list[str]:
                 strict=False,
             )
         ):
-            services.comment_post(
+            comments.comment_post(
                 room=room, author=membership.user, client_id=f"demo-comment-{i:04d}", text=text
             )
         lines.append(f"live comments: /live/{hearing.public_id}/")
@@ -47,7 +47,7 @@ def load(context: dict) -> list[str]:
     if post is not None:
         community = post.community or post.street.communities.first()
     if community is not None:
-        consultation = services.consultation_post(
+        consultation = consultations.consultation_post(
             actor=post.user,
             community_id=community.pk,
             title="3号楼加装电梯",

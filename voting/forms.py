@@ -4,7 +4,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Community
 
 from .models import Poll, Verdict
-from .services import PANEL_MAX, PANEL_MIN
+from .services.bench_panel import PANEL_MAX, PANEL_MIN
 
 
 def _lines(text: str) -> list[str]:

@@ -293,9 +293,9 @@ class Panelist(TimeStamped):
 
 
 class Verdict(models.TextChoices):
-    FAIR = "fair", _("Fair (公平)")
-    MOSTLY_FAIR = "mostly_fair", _("Basically fair (基本公平)")
-    UNFAIR = "unfair", _("Unfair (不公平)")
+    FAIR = "fair", _("Fair")
+    MOSTLY_FAIR = "mostly_fair", _("Basically fair")
+    UNFAIR = "unfair", _("Unfair")
 
 
 class PanelEvaluation(TimeStamped):

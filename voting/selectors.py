@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Avg, Count, QuerySet
 from django.http import Http404
+from django.utils.translation import gettext as _
 
-from accounts.models import Membership, User
+from accounts.models import Membership, Role, User
+from accounts.selectors import is_coordinator
 from mediation_room.models import Case, ConsentKind, Hearing
+from mediation_room.selectors import case_role_for_user
 from mediation_room.services import consents_all_granted
 
+from .errors import VotingError
 from .models import (
     Comment,
     Consultation,
     MediationRating,
     ModerationAction,
     Panel,
+    PanelEvaluation,
     PanelVolunteer,
     Poll,
+    PollVote,
     Room,
     RoomEvent,
+    Verdict,
 )
 
 EVENTS_PAGE = 500
@@ -134,3 +142,172 @@ def consultations_for(user: User) -> QuerySet[Consultation]:
         .select_related("community__street")
         .distinct()
     )
+
+
+def replay_timeline(hearing: Hearing, *, started_at: datetime) -> list[dict[str, Any]]:
+    """What the audience said and decided during a hearing, each at its second in the replay
+    (counted from ``started_at``, when the replay's picture began): the shown comments, the
+    closed polls with their results, and the bench panel's evaluations (by seat, never by name).
+    Anything before the picture began is at 0."""
+
+    def at(moment: datetime) -> float:
+        return round(max(0.0, (moment - started_at).total_seconds()), 1)
+
+    room = Room.objects.filter(hearing=hearing).first()
+    items: list[dict[str, Any]] = []
+    if room is not None:
+        for comment in replay_comments(room).only("nickname", "text", "created_at"):
+            items.append(
+                {
+                    "t": at(comment.created_at),
+                    "kind": "comment",
+                    "who": comment.nickname,
+                    "text": comment.text,
+                }
+            )
+        polls = room.polls.filter(state=Poll.State.CLOSED).prefetch_related("options")
+        counts: dict[int, dict[int, int]] = {}
+        for poll_id, position, n in (
+            PollVote.objects.filter(poll__in=polls)
+            .values_list("poll_id", "option__position")
+            .annotate(n=Count("pk"))
+        ):
+            counts.setdefault(poll_id, {})[position] = n
+        for poll in polls:
+            mine = counts.get(poll.pk, {})
+            items.append(
+                {
+                    "t": at(poll.closed_at or poll.created_at),
+                    "kind": "poll",
+                    "text": poll.question,
+                    "rows": [
+                        {"text": o.text, "count": mine.get(o.position, 0)}
+                        for o in poll.options.all()
+                    ],
+                }
+            )
+    evaluations = PanelEvaluation.objects.filter(panelist__panel__case_id=hearing.case_id)
+    for evaluation in evaluations.select_related("panelist").order_by("created_at", "pk"):
+        items.append(
+            {
+                "t": at(evaluation.created_at),
+                "kind": "panel",
+                "seat": evaluation.panelist.position,
+                "verdict": str(evaluation.get_verdict_display()),
+                "text": evaluation.reason,
+            }
+        )
+    items.sort(key=lambda item: item["t"])
+    return items
+
+
+MODERATOR_CASE_ROLES = {"expert", "coordinator", "admin"}
+
+
+def is_room_moderator(room: Room, user: User) -> bool:
+    if not user.is_authenticated:
+        return False
+    if user.is_superuser or user.has_role(Role.MODERATOR):
+        return True
+    return case_role_for_user(room.hearing.case, user) in MODERATOR_CASE_ROLES
+
+
+def room_is_public(room: Room) -> bool:
+    return consents_all_granted(room.hearing.case, "livestream")
+
+
+def may_edit_words(user: User) -> bool:
+    """Coordinators, platform moderators and admins keep the sensitive-word list and bans."""
+    return bool(
+        user.is_authenticated
+        and (user.is_superuser or user.has_role(Role.MODERATOR) or is_coordinator(user))
+    )
+
+
+def poll_counts(poll: Poll) -> list[int]:
+    counts = dict(
+        PollVote.objects.filter(poll=poll).values_list("option__position").annotate(n=Count("pk"))
+    )
+    return [counts.get(option.position, 0) for option in poll.options.all()]
+
+
+def poll_lookup(*, room: Room, poll_public_id: str) -> Poll:
+    poll = Poll.objects.filter(room=room, public_id=poll_public_id).first()
+    if poll is None:
+        raise VotingError(_("There is no such poll in this room."), code="no_poll")
+    return poll
+
+
+def eligible_volunteers(case: Case) -> list[PanelVolunteer]:
+    """The community's active, verified volunteers with no conflict: not a party (by account or
+    by number), not the mediator, not living in a party's household."""
+    party_users = set(case.parties.exclude(user=None).values_list("user_id", flat=True))
+    party_phones = set(case.parties.values_list("phone", flat=True))
+    party_users |= set(User.objects.filter(phone__in=party_phones).values_list("pk", flat=True))
+    households = set(
+        Membership.objects.filter(community=case.community, user_id__in=party_users)
+        .exclude(household="")
+        .values_list("household", flat=True)
+    )
+    verified = Membership.objects.filter(community=case.community, verified_at__isnull=False)
+    conflicted = (
+        set(verified.filter(household__in=households).values_list("user_id", flat=True))
+        | party_users
+    )
+    if case.expert_id:
+        conflicted.add(case.expert_id)
+    return list(
+        PanelVolunteer.objects.filter(
+            community=case.community,
+            active=True,
+            user_id__in=verified.values("user_id"),
+        )
+        .exclude(user_id__in=conflicted)
+        .order_by("code")
+    )
+
+
+def panel_summary(panel: Panel) -> dict[str, Any]:
+    rows = list(
+        PanelEvaluation.objects.filter(panelist__panel=panel)
+        .order_by("panelist__position")
+        .values("panelist__position", "verdict", "reason")
+    )
+    counts = {v: 0 for v in Verdict.values}
+    for row in rows:
+        counts[row["verdict"]] += 1
+    return {
+        "panel": panel.public_id,
+        "size": panel.size,
+        "evaluated": len(rows),
+        "counts": counts,
+        # Positions, never names: "panelist 3 said …".
+        "reasons": [
+            {"n": r["panelist__position"], "verdict": r["verdict"], "reason": r["reason"]}
+            for r in rows
+        ],
+    }
+
+
+def consultation_tally(consultation: Consultation) -> dict[str, Any]:
+    counts = dict(consultation.votes.values_list("option__position").annotate(n=Count("pk")))
+    options = [
+        {"n": o.position, "text": o.text, "votes": counts.get(o.position, 0)}
+        for o in consultation.options.all()
+    ]
+    total = sum(o["votes"] for o in options)
+    electorate = Membership.objects.filter(
+        community_id=consultation.community_id, verified_at__isnull=False
+    ).count()
+    top = max((o["votes"] for o in options), default=0)
+    leaders = [o for o in options if o["votes"] == top and top > 0]
+    quorum_met = total >= consultation.quorum
+    return {
+        "options": options,
+        "total": total,
+        "electorate": electorate,
+        "quorum": consultation.quorum,
+        "quorum_met": quorum_met,
+        "winner": leaders[0]["text"] if quorum_met and len(leaders) == 1 else None,
+        "tie": quorum_met and len(leaders) > 1,
+    }

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -17,13 +17,16 @@ from django.utils.translation import gettext_noop
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import User
-from accounts.ratelimit import allow, client_ip
+from accounts.ratelimit import allow
 from accounts.selectors import communities_for_coordinator
-from mediation_room.errors import CaseError
+from cloudbench.actions import form_submit, perform
+from cloudbench.client_address import client_ip
 from mediation_room.models import Hearing
 from mediation_room.selectors import access_case_for_user, case_role_for_user
+from mediation_room.services import consents_all_granted
 
-from . import selectors, services
+from . import selectors
+from .errors import VotingError
 from .forms import (
     ConsultationForm,
     PanelCommitForm,
@@ -34,18 +37,19 @@ from .forms import (
 )
 from .models import Comment, Consultation, Poll, SensitiveWord
 from .protocol import CLIENT_ID_RE
+from .services import bench_panel, comments, consultations, moderation, polling, ratings, rooms
 
 # --- live room ------------------------------------------------------------------------------------
 
 
 def _watchable_room(request: HttpRequest, public_id: str):
     hearing = selectors.hearing_by_public_id(public_id)
-    room = services.room_for_hearing(hearing)
+    room = rooms.room_for_hearing(hearing)
     user = request.user
     if not (
-        services.room_is_public(room)
+        selectors.room_is_public(room)
         or (user.is_authenticated and case_role_for_user(hearing.case, user) is not None)
-        or services.is_room_moderator(room, user)
+        or selectors.is_room_moderator(room, user)
     ):
         raise Http404
     return hearing, room
@@ -56,7 +60,7 @@ def live_panel_context(request: HttpRequest, public_id: str) -> dict:
     hearing, room = _watchable_room(request, public_id)
     polls = []
     for poll in selectors.open_polls(room):
-        payload = services.poll_payload(poll, with_counts=poll.results_visible)
+        payload = polling.poll_payload(poll, with_counts=poll.results_visible)
         counts = payload.get("counts")
         payload["counts"] = counts
         payload["rows"] = [
@@ -70,7 +74,7 @@ def live_panel_context(request: HttpRequest, public_id: str) -> dict:
         "last_seq": room.last_seq,
         "polls": polls,
         "can_comment": request.user.is_authenticated,
-        "is_moderator": services.is_room_moderator(room, request.user),
+        "is_moderator": selectors.is_room_moderator(room, request.user),
         "client_id": secrets.token_urlsafe(12),
     }
 
@@ -104,18 +108,6 @@ def _back_to_room(public_id: str) -> HttpResponse:
     return redirect("voting:live_room", public_id=public_id)
 
 
-def _run(request: HttpRequest, action: Callable[[], str | None]) -> None:
-    try:
-        message = action()
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    except CaseError as exc:
-        messages.error(request, exc.message)
-    else:
-        if message:
-            messages.success(request, message)
-
-
 @login_required
 @require_POST
 def live_comment(request: HttpRequest, public_id: str) -> HttpResponse:
@@ -126,14 +118,14 @@ def live_comment(request: HttpRequest, public_id: str) -> HttpResponse:
         client_id = secrets.token_urlsafe(12)
 
     def post() -> str:
-        result = services.comment_post(
+        result = comments.comment_post(
             room=room, author=request.user, client_id=client_id, text=request.POST.get("text", "")
         )
         if result.comment.state == Comment.State.HELD:
             return _("Your comment is waiting for a moderator.")
         return _("Comment posted.")
 
-    _run(request, post)
+    perform(request, post)
     return _back_to_room(public_id)
 
 
@@ -143,15 +135,15 @@ def live_vote(request: HttpRequest, public_id: str) -> HttpResponse:
     _hearing, room = _watchable_room(request, public_id)
 
     def vote() -> str:
-        poll = services.poll_lookup(room=room, poll_public_id=request.POST.get("poll", ""))
+        poll = selectors.poll_lookup(room=room, poll_public_id=request.POST.get("poll", ""))
         try:
             option = int(request.POST.get("option", ""))
         except ValueError:
-            raise services.VotingError(_("Choose an option."), code="invalid") from None
-        services.vote_cast(poll=poll, user=request.user, option_position=option)
+            raise VotingError(_("Choose an option."), code="invalid") from None
+        polling.vote_cast(poll=poll, user=request.user, option_position=option)
         return _("Your vote is counted.")
 
-    _run(request, vote)
+    perform(request, vote)
     return _back_to_room(public_id)
 
 
@@ -160,8 +152,8 @@ def live_vote(request: HttpRequest, public_id: str) -> HttpResponse:
 
 def _moderated_room(request: HttpRequest, public_id: str):
     hearing = selectors.hearing_by_public_id(public_id)
-    room = services.room_for_hearing(hearing)
-    if not services.is_room_moderator(room, request.user):
+    room = rooms.room_for_hearing(hearing)
+    if not selectors.is_room_moderator(room, request.user):
         raise Http404
     return hearing, room
 
@@ -185,7 +177,7 @@ def moderate(request: HttpRequest, public_id: str) -> HttpResponse:
             }
         ),
         "poll_form": PollForm(),
-        "can_poll": role in services.POLL_CASE_ROLES,
+        "can_poll": role in polling.POLL_CASE_ROLES,
         "polls": room.polls.prefetch_related("options")[:20],
     }
     return render(request, "voting/moderate.html", context)
@@ -226,16 +218,16 @@ def _comment_action(service: Callable, done: str) -> Callable:
 
 # The three moderation actions on one comment differ only in the service and what is said after.
 for _name, _service, _done in (
-    ("approve", services.comment_approve, gettext_noop("The comment is shown.")),
-    ("reject", services.comment_reject, gettext_noop("The comment was rejected.")),
-    ("delete", services.comment_delete, gettext_noop("The comment was deleted for everyone.")),
+    ("approve", moderation.comment_approve, gettext_noop("The comment is shown.")),
+    ("reject", moderation.comment_reject, gettext_noop("The comment was rejected.")),
+    ("delete", moderation.comment_delete, gettext_noop("The comment was deleted for everyone.")),
 ):
     MODERATION_ACTIONS[_name] = _comment_action(_service, _done)
 
 
 @_moderation_action("mute")
 def _mute(request, room):
-    services.user_mute(
+    moderation.user_mute(
         room=room,
         user=_user_in_room(room, request),
         moderator=request.user,
@@ -249,7 +241,7 @@ def _unmute(request, room):
     user = get_object_or_404(
         User, pk=request.POST.get("user", "0") or 0, pk__in=room.mutes.values("user_id")
     )
-    services.user_unmute(
+    moderation.user_unmute(
         room=room, user=user, moderator=request.user, reason=request.POST.get("reason", "")
     )
     return _("The user may comment again.")
@@ -257,7 +249,7 @@ def _unmute(request, room):
 
 @_moderation_action("ban")
 def _ban(request, room):
-    services.user_ban(
+    moderation.user_ban(
         room=room,
         user=_user_in_room(room, request),
         moderator=request.user,
@@ -270,8 +262,8 @@ def _ban(request, room):
 def _settings(request, room):
     form = RoomSettingsForm(request.POST)
     if not form.is_valid():
-        raise services.VotingError(_("Check the room settings."), code="invalid")
-    services.room_settings_update(room=room, moderator=request.user, **form.cleaned_data)
+        raise VotingError(_("Check the room settings."), code="invalid")
+    moderation.room_settings_update(room=room, moderator=request.user, **form.cleaned_data)
     return _("Room settings saved.")
 
 
@@ -279,10 +271,10 @@ def _settings(request, room):
 def _poll_open(request, room):
     form = PollForm(request.POST)
     if not form.is_valid():
-        raise services.VotingError(
+        raise VotingError(
             " ".join(e for errs in form.errors.values() for e in errs), code="invalid"
         )
-    services.poll_open(
+    polling.poll_open(
         room=room,
         actor=request.user,
         question=form.cleaned_data["question"],
@@ -295,7 +287,7 @@ def _poll_open(request, room):
 @_moderation_action("poll_close")
 def _poll_close(request, room):
     poll = get_object_or_404(Poll, public_id=request.POST.get("poll", ""), room=room)
-    services.poll_close(poll=poll, actor=request.user)
+    polling.poll_close(poll=poll, actor=request.user)
     return _("The poll is closed.")
 
 
@@ -306,20 +298,20 @@ def moderate_action(request: HttpRequest, public_id: str, action: str) -> HttpRe
     func = MODERATION_ACTIONS.get(action)
     if func is None:
         raise Http404
-    _run(request, lambda: func(request, room))
+    perform(request, lambda: func(request, room))
     return redirect("voting:moderate", public_id=public_id)
 
 
 @login_required
 def sensitive_words(request: HttpRequest) -> HttpResponse:
-    if not services.may_edit_words(request.user):
+    if not selectors.may_edit_words(request.user):
         raise PermissionDenied
     if request.method == "POST":
         if "remove" in request.POST:
-            _run(
+            perform(
                 request,
                 lambda: (
-                    services.sensitive_word_remove(
+                    moderation.sensitive_word_remove(
                         word_id=int(request.POST.get("remove") or 0), actor=request.user
                     )
                     or _("Removed.")
@@ -328,10 +320,10 @@ def sensitive_words(request: HttpRequest) -> HttpResponse:
         else:
             for line in request.POST.get("words", "").splitlines()[:200]:
                 if line.strip():
-                    _run(
+                    perform(
                         request,
                         lambda w=line: (
-                            services.sensitive_word_add(word=w, actor=request.user) and None
+                            moderation.sensitive_word_add(word=w, actor=request.user) and None
                         ),
                     )
             messages.success(request, _("The list is updated."))
@@ -350,10 +342,12 @@ def panel_volunteer(request: HttpRequest) -> HttpResponse:
         except ValueError:
             raise Http404 from None
         active = request.POST.get("active") == "1"
-        _run(
+        perform(
             request,
             lambda: (
-                services.volunteer_set(user=request.user, community_id=community_id, active=active)
+                bench_panel.volunteer_set(
+                    user=request.user, community_id=community_id, active=active
+                )
                 and None
                 or (
                     _("Thank you for volunteering.")
@@ -377,28 +371,28 @@ def case_panel(request: HttpRequest, tracking_number: str) -> HttpResponse:
     if request.method == "POST":
         step = request.POST.get("step")
         if step == "commit" and form.is_valid():
-            _run(
+            perform(
                 request,
                 lambda: (
-                    services.panel_commit(
+                    bench_panel.panel_commit(
                         case=case, actor=request.user, size=form.cleaned_data["size"]
                     )
                     and _("The commitment is published. Draw when you are ready.")
                 ),
             )
         elif step == "draw" and panel:
-            _run(
+            perform(
                 request,
                 lambda: (
-                    services.panel_draw(panel=panel, actor=request.user)
+                    bench_panel.panel_draw(panel=panel, actor=request.user)
                     and _("The panel is drawn and its members notified.")
                 ),
             )
         elif step == "summary" and panel:
-            _run(
+            perform(
                 request,
                 lambda: (
-                    services.panel_summary_publish(panel=panel, actor=request.user)
+                    bench_panel.panel_summary_publish(panel=panel, actor=request.user)
                     or _("The panel's summary is attached to the case.")
                 ),
             )
@@ -407,9 +401,9 @@ def case_panel(request: HttpRequest, tracking_number: str) -> HttpResponse:
         "case": case,
         "panel": panel,
         "form": form,
-        "eligible_count": len(services.eligible_volunteers(case)) if panel is None else None,
-        "summary": services.panel_summary(panel) if panel else None,
-        "streamed": services.consents_all_granted(case, "livestream"),
+        "eligible_count": len(selectors.eligible_volunteers(case)) if panel is None else None,
+        "summary": selectors.panel_summary(panel) if panel else None,
+        "streamed": consents_all_granted(case, "livestream"),
     }
     return render(request, "voting/case_panel.html", context)
 
@@ -421,8 +415,8 @@ def panel_verify(request: HttpRequest, public_id: str) -> HttpResponse:
     check = None
     if panel.seed_revealed:
         check = {
-            "commitment_ok": services.commitment_of(panel.seed) == panel.commitment,
-            "draw_ok": services.draw(panel.seed, panel.eligible_codes, panel.size)
+            "commitment_ok": bench_panel.commitment_of(panel.seed) == panel.commitment,
+            "draw_ok": bench_panel.draw(panel.seed, panel.eligible_codes, panel.size)
             == panel.drawn_codes,
         }
     recompute = None
@@ -437,9 +431,9 @@ def panel_verify(request: HttpRequest, public_id: str) -> HttpResponse:
         except ValueError:
             size = panel.size
         recompute = {
-            "commitment": services.commitment_of(seed),
-            "drawn": services.draw(seed, codes, size),
-            "keys": services.draw_keys(seed, codes)[:size],
+            "commitment": bench_panel.commitment_of(seed),
+            "drawn": bench_panel.draw(seed, codes, size),
+            "keys": bench_panel.draw_keys(seed, codes)[:size],
         }
     return render(
         request,
@@ -447,7 +441,7 @@ def panel_verify(request: HttpRequest, public_id: str) -> HttpResponse:
         {
             "panel": panel,
             "check": check,
-            "keys": services.draw_keys(panel.seed, panel.eligible_codes)
+            "keys": bench_panel.draw_keys(panel.seed, panel.eligible_codes)
             if panel.seed_revealed
             else None,
             "recompute": recompute,
@@ -466,16 +460,16 @@ def panel_evaluate(request: HttpRequest, public_id: str) -> HttpResponse:
     form = PanelEvaluationForm(request.POST or None)
     existing = getattr(panelist, "evaluation", None) if hasattr(panelist, "evaluation") else None
     if request.method == "POST" and form.is_valid():
-        try:
-            services.panel_evaluate(
+        form_submit(
+            form,
+            lambda: bench_panel.panel_evaluate(
                 panel=panel,
                 user=request.user,
                 verdict=form.cleaned_data["verdict"],
                 reason=form.cleaned_data["reason"],
-            )
-        except CaseError as exc:
-            form.add_error(None, exc.message)
-        else:
+            ),
+        )
+        if not form.errors:
             messages.success(request, _("Thank you. Your evaluation is recorded."))
             return redirect("voting:panel_evaluate", public_id=public_id)
     hearing = panel.case.hearings.order_by("-starts_at").first()
@@ -505,16 +499,16 @@ def case_rate(request: HttpRequest, tracking_number: str) -> HttpResponse:
     existing = getattr(party, "rating", None) if hasattr(party, "rating") else None
     form = RatingForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
-            services.rating_give(
+        form_submit(
+            form,
+            lambda: ratings.rating_give(
                 case=case,
                 user=request.user,
                 score=form.cleaned_data["score"],
                 comment=form.cleaned_data["comment"],
-            )
-        except CaseError as exc:
-            form.add_error(None, exc.message)
-        else:
+            ),
+        )
+        if not form.errors:
             messages.success(request, _("Thank you for rating the mediation."))
             return redirect("frontend:case_detail", tracking_number=tracking_number)
     return render(
@@ -524,7 +518,7 @@ def case_rate(request: HttpRequest, tracking_number: str) -> HttpResponse:
             "case": case,
             "form": form,
             "existing": existing,
-            "rateable": case.status in services.RATEABLE,
+            "rateable": case.status in ratings.RATEABLE,
         },
         status=400 if request.method == "POST" else 200,
     )
@@ -557,8 +551,9 @@ def consultation_new(request: HttpRequest) -> HttpResponse:
         hearing = None
         if form.cleaned_data["hearing"]:
             hearing = Hearing.objects.filter(public_id=form.cleaned_data["hearing"]).first()
-        try:
-            consultation = services.consultation_post(
+        consultation = form_submit(
+            form,
+            lambda: consultations.consultation_post(
                 actor=request.user,
                 community_id=form.cleaned_data["community"].pk,
                 title=form.cleaned_data["title"],
@@ -567,10 +562,9 @@ def consultation_new(request: HttpRequest) -> HttpResponse:
                 deadline=form.cleaned_data["deadline"],
                 quorum=form.cleaned_data["quorum"],
                 hearing=hearing,
-            )
-        except CaseError as exc:
-            form.add_error(None, exc.message)
-        else:
+            ),
+        )
+        if not form.errors:
             return redirect("voting:consultation_detail", public_id=consultation.public_id)
     return render(
         request,
@@ -594,7 +588,7 @@ def consultation_detail(request: HttpRequest, public_id: str) -> HttpResponse:
     consultation = _consultation_for(request, public_id)
     if consultation.state == Consultation.State.OPEN and consultation.deadline <= timezone.now():
         # The periodic task publishes due results; a visitor arriving first need not wait for it.
-        consultation = services.consultation_publish(consultation=consultation, actor=None)
+        consultation = consultations.consultation_publish(consultation=consultation, actor=None)
     my_vote = consultation.votes.filter(user=request.user).select_related("option").first()
     is_coord = (
         communities_for_coordinator(request.user).filter(pk=consultation.community_id).exists()
@@ -611,7 +605,7 @@ def consultation_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "result": consultation.result if published else None,
         "is_coordinator": is_coord,
         "remarks": remarks.order_by("created_at")[:300],
-        "live_tally": services.consultation_tally(consultation)
+        "live_tally": selectors.consultation_tally(consultation)
         if is_coord and not published
         else None,
     }
@@ -627,13 +621,13 @@ def consultation_vote(request: HttpRequest, public_id: str) -> HttpResponse:
         try:
             option = int(request.POST.get("option", ""))
         except ValueError:
-            raise services.VotingError(_("Choose an option."), code="invalid") from None
-        services.consultation_vote(
+            raise VotingError(_("Choose an option."), code="invalid") from None
+        consultations.consultation_vote(
             consultation=consultation, user=request.user, option_position=option
         )
         return _("Your vote is counted.")
 
-    _run(request, vote)
+    perform(request, vote)
     return redirect("voting:consultation_detail", public_id=public_id)
 
 
@@ -643,7 +637,7 @@ def consultation_remark(request: HttpRequest, public_id: str) -> HttpResponse:
     consultation = _consultation_for(request, public_id)
 
     def remark() -> str:
-        item = services.consultation_remark(
+        item = consultations.consultation_remark(
             consultation=consultation, user=request.user, text=request.POST.get("text", "")
         )
         return (
@@ -652,7 +646,7 @@ def consultation_remark(request: HttpRequest, public_id: str) -> HttpResponse:
             else _("Thank you for your remark.")
         )
 
-    _run(request, remark)
+    perform(request, remark)
     return redirect(reverse("voting:consultation_detail", args=[public_id]) + "#remarks")
 
 
@@ -660,10 +654,10 @@ def consultation_remark(request: HttpRequest, public_id: str) -> HttpResponse:
 @require_POST
 def consultation_publish(request: HttpRequest, public_id: str) -> HttpResponse:
     consultation = _consultation_for(request, public_id)
-    _run(
+    perform(
         request,
         lambda: (
-            services.consultation_publish(consultation=consultation, actor=request.user)
+            consultations.consultation_publish(consultation=consultation, actor=request.user)
             and _("The result is published.")
         ),
     )

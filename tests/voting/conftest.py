@@ -3,7 +3,8 @@ from django.contrib.auth.models import AnonymousUser
 
 from tests.e2e.conftest import browser, live_server_url  # noqa: F401  (fixtures, for the browser test)
 from tests.factories import UserFactory, make_case, make_coordinator, make_expert
-from voting import services, wordfilter
+from voting import wordfilter
+from voting.services import rooms
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +29,7 @@ def live_case(community):
 
 @pytest.fixture
 def room(live_case):
-    return services.room_for_hearing(live_case["hearing"])
+    return rooms.room_for_hearing(live_case["hearing"])
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.factories import UserFactory
-from voting import services
+from voting.services import comments
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -22,7 +22,7 @@ def _post_elsewhere(**kwargs) -> None:
 
     def post() -> None:
         try:
-            services.comment_post(**kwargs)
+            comments.comment_post(**kwargs)
         finally:
             connection.close()
 

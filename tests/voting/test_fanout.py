@@ -68,6 +68,25 @@ def test_events_arriving_out_of_order_go_out_in_sequence(live_case, room):
     async_to_sync(scenario)()
 
 
+def test_the_first_events_a_hub_sees_go_out_in_sequence_when_they_arrive_out_of_order(
+    live_case, room
+):
+    user = UserFactory()
+
+    async def scenario():
+        viewer = Viewer(live_case["hearing"].public_id, user)
+        welcome = await viewer.connect()
+        start = welcome["seq"] + 1
+        # The hub has sent nothing yet; start+1 overtakes start on the way.
+        await _from_another_process(room.pk, [start + 1, start])
+        got = await viewer.events(2)
+        assert [e["seq"] for e in got] == [start, start + 1]
+        assert await viewer.nothing_more()
+        await viewer.close()
+
+    async_to_sync(scenario)()
+
+
 def test_a_gap_that_never_fills_does_not_hold_later_events_for_long(live_case, room):
     user = UserFactory()
 

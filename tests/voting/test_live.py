@@ -9,8 +9,8 @@ from channels.db import database_sync_to_async
 from mediation_room import services as case_services
 from tests.factories import UserFactory, make_case
 from tests.voting.ws import Viewer
-from voting import services
 from voting.models import Comment, RoomEvent
+from voting.services import comments, polling, rooms
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -106,7 +106,7 @@ def test_duplicate_client_id_is_stored_once_and_broadcast_once(live_case, room):
 def test_catch_up_over_http_returns_missed_events_in_order(client, live_case, room):
     author = UserFactory()
     for i in range(4):
-        services.comment_post(room=room, author=author, client_id=f"http-{i:06d}", text=f"第{i}条")
+        comments.comment_post(room=room, author=author, client_id=f"http-{i:06d}", text=f"第{i}条")
     response = client.get(f"/live/{live_case['hearing'].public_id}/events?after=1")
     assert response.status_code == 200
     body = response.json()
@@ -196,9 +196,9 @@ def test_bad_frames_get_an_error_and_the_connection_lives_on(live_case, room):
         viewer = Viewer(live_case["hearing"].public_id, user)
         await viewer.connect()
         await viewer.send_raw("{not json")
-        assert (await viewer.recv_type("error"))["code"] == "malformed"
+        assert (await viewer.recv_type("error"))["code"] == "bad_json"
         await viewer.send_raw("[1, 2]")
-        assert (await viewer.recv_type("error"))["code"] == "malformed"
+        assert (await viewer.recv_type("error"))["code"] == "bad_frame"
         await viewer.send(type="dance")
         assert (await viewer.recv_type("error"))["code"] == "unknown_type"
         await viewer.send_raw(
@@ -216,7 +216,7 @@ def test_bad_frames_get_an_error_and_the_connection_lives_on(live_case, room):
         await viewer.send(v=2, type="ping")
         assert (await viewer.recv_type("error"))["code"] == "version"
         await viewer.comm.send_to(bytes_data=b"\x00" * 10)
-        assert (await viewer.recv_type("error"))["code"] == "malformed"
+        assert (await viewer.recv_type("error"))["code"] == "bad_frame"
         # Still alive and well.
         await viewer.send(type="ping")
         await viewer.recv_type("pong")
@@ -232,8 +232,8 @@ def test_forged_poll_from_another_room_is_refused(live_case, room, community):
     from tests.factories import advance
 
     other_hearing = advance(other_case, "in_session")
-    other_room = services.room_for_hearing(other_hearing)
-    other_poll = services.poll_open(
+    other_room = rooms.room_for_hearing(other_hearing)
+    other_poll = polling.poll_open(
         room=other_room, actor=other_case.expert, question="别的房间?", options=["是", "否"]
     )
     user = UserFactory()
@@ -251,7 +251,7 @@ def test_forged_poll_from_another_room_is_refused(live_case, room, community):
 
 def test_votes_over_the_socket_and_a_throttled_tally(live_case, room):
     voters = [UserFactory() for _ in range(3)]
-    poll = services.poll_open(
+    poll = polling.poll_open(
         room=room, actor=live_case["expert"], question="这个方案公平吗?", options=["公平", "不公平"]
     )
 
@@ -271,7 +271,7 @@ def test_votes_over_the_socket_and_a_throttled_tally(live_case, room):
             assert tally["kind"] == "poll.tally"
             assert tally["counts"] == [2, 1] and tally["total"] == 3
         assert await sockets[1].nothing_more(wait=1.5)
-        await database_sync_to_async(services.poll_close)(poll=poll, actor=live_case["expert"])
+        await database_sync_to_async(polling.poll_close)(poll=poll, actor=live_case["expert"])
         for s in sockets:
             (closed,) = await s.events(1)
             assert closed["kind"] == "poll.closed" and closed["counts"] == [2, 1]
@@ -283,3 +283,39 @@ def test_votes_over_the_socket_and_a_throttled_tally(live_case, room):
 
     async_to_sync(scenario)()
     assert poll.votes.count() == 3
+
+
+def test_a_comment_committed_while_the_backlog_is_read_arrives_live(live_case, room, monkeypatch):
+    """The backlog of a returning viewer and the live frames meet without a gap: a comment that
+    commits while the backlog is being read is either in the backlog or arrives live."""
+    from voting import consumers, selectors
+
+    user = UserFactory()
+    talker = UserFactory()
+    read_events = selectors.events_after
+    posted = []
+
+    def events_then_a_comment(room_, after, **kwargs):
+        page = read_events(room_, after, **kwargs)
+        if not posted:
+            posted.append(
+                comments.comment_post(room=room, author=talker, client_id="between-001", text="中")
+            )
+        return page
+
+    async def scenario():
+        speaker = Viewer(live_case["hearing"].public_id, talker)
+        await speaker.connect()
+        await speaker.send(type="comment", client_id="before-0001", text="前")
+        before = (await speaker.recv_type("comment.ack"))["seq"]
+        monkeypatch.setattr(consumers.selectors, "events_after", events_then_a_comment)
+        back = Viewer(live_case["hearing"].public_id, user, after=before - 1)
+        await back.connect()
+        seen = await back.events(2)
+        assert [e["text"] for e in seen] == ["前", "中"]
+        assert [e["seq"] for e in seen] == [before, before + 1]
+        assert await back.nothing_more()
+        await back.close()
+        await speaker.close()
+
+    async_to_sync(scenario)()

@@ -2,17 +2,18 @@ import pytest
 from django.core.exceptions import PermissionDenied
 
 from tests.factories import UserFactory
-from voting import services
+from voting.errors import VotingError
 from voting.models import Comment, ModerationAction, RoomEvent
+from voting.services import comments, moderation
 
 
 def _post(room, user, client_id, text="你好"):
-    return services.comment_post(room=room, author=user, client_id=client_id, text=text)
+    return comments.comment_post(room=room, author=user, client_id=client_id, text=text)
 
 
 def test_a_comment_with_a_listed_word_is_held_not_shown(room, live_case):
-    services.sensitive_word_add(word="骗子", actor=live_case["coordinator"])
-    services.sensitive_word_add(word="Scam", actor=live_case["coordinator"])
+    moderation.sensitive_word_add(word="骗子", actor=live_case["coordinator"])
+    moderation.sensitive_word_add(word="Scam", actor=live_case["coordinator"])
     author = UserFactory()
     held = _post(room, author, "w-00000001", "这个老板就是个骗 子").comment
     held_en = _post(room, author, "w-00000002", "what a ＳＣＡＭ!").comment
@@ -23,13 +24,13 @@ def test_a_comment_with_a_listed_word_is_held_not_shown(room, live_case):
     assert list(RoomEvent.objects.filter(room=room).values_list("payload__id", flat=True)) == [
         shown.pk
     ]
-    services.comment_approve(comment=held_en, moderator=live_case["expert"])
+    moderation.comment_approve(comment=held_en, moderator=live_case["expert"])
     held_en.refresh_from_db()
     assert held_en.state == Comment.State.VISIBLE and held_en.seq == 2
 
 
 def test_review_all_mode_holds_everything(room, live_case):
-    services.room_settings_update(
+    moderation.room_settings_update(
         room=room,
         moderator=live_case["coordinator"],
         slow_mode_seconds=0,
@@ -44,7 +45,7 @@ def test_review_all_mode_holds_everything(room, live_case):
 
 
 def test_slow_mode_allows_one_comment_per_interval(room, live_case):
-    services.room_settings_update(
+    moderation.room_settings_update(
         room=room,
         moderator=live_case["expert"],
         slow_mode_seconds=30,
@@ -53,7 +54,7 @@ def test_slow_mode_allows_one_comment_per_interval(room, live_case):
     )
     author = UserFactory()
     _post(room, author, "s-00000001")
-    with pytest.raises(services.VotingError) as refused:
+    with pytest.raises(VotingError) as refused:
         _post(room, author, "s-00000002")
     assert refused.value.code == "slow_mode"
     assert "30" in refused.value.message
@@ -66,19 +67,19 @@ def test_slow_mode_allows_one_comment_per_interval(room, live_case):
 def test_muted_user_is_refused_and_the_mute_is_logged(room, live_case):
     noisy = UserFactory()
     _post(room, noisy, "m-00000001")
-    services.user_mute(room=room, user=noisy, moderator=live_case["expert"], reason="刷屏")
+    moderation.user_mute(room=room, user=noisy, moderator=live_case["expert"], reason="刷屏")
     with pytest.raises(PermissionDenied) as refused:
         _post(room, noisy, "m-00000002")
     assert refused.value.code == "muted"
     log = ModerationAction.objects.get(kind="mute")
     assert (log.moderator, log.target_user, log.reason) == (live_case["expert"], noisy, "刷屏")
-    services.user_unmute(room=room, user=noisy, moderator=live_case["expert"], reason="已道歉")
+    moderation.user_unmute(room=room, user=noisy, moderator=live_case["expert"], reason="已道歉")
     _post(room, noisy, "m-00000003")
 
 
 def test_banned_user_is_refused_everywhere(room, live_case):
     troll = UserFactory()
-    services.user_ban(user=troll, moderator=live_case["coordinator"], reason="辱骂", room=room)
+    moderation.user_ban(user=troll, moderator=live_case["coordinator"], reason="辱骂", room=room)
     with pytest.raises(PermissionDenied) as refused:
         _post(room, troll, "b-00000001")
     assert refused.value.code == "banned"
@@ -86,9 +87,9 @@ def test_banned_user_is_refused_everywhere(room, live_case):
 
 def test_delete_removes_a_comment_for_everyone_with_a_reason(room, live_case):
     comment = _post(room, UserFactory(), "d-00000001").comment
-    with pytest.raises(services.VotingError):
-        services.comment_delete(comment=comment, moderator=live_case["expert"], reason="")
-    services.comment_delete(comment=comment, moderator=live_case["expert"], reason="人身攻击")
+    with pytest.raises(VotingError):
+        moderation.comment_delete(comment=comment, moderator=live_case["expert"], reason="")
+    moderation.comment_delete(comment=comment, moderator=live_case["expert"], reason="人身攻击")
     comment.refresh_from_db()
     assert comment.state == Comment.State.DELETED
     removed = RoomEvent.objects.get(room=room, kind="comment.removed")
@@ -100,18 +101,18 @@ def test_only_moderators_moderate(room, live_case):
     comment = _post(room, UserFactory(), "p-00000001").comment
     bystander = UserFactory()
     with pytest.raises(PermissionDenied):
-        services.comment_delete(comment=comment, moderator=bystander, reason="不喜欢")
+        moderation.comment_delete(comment=comment, moderator=bystander, reason="不喜欢")
     with pytest.raises(PermissionDenied):
-        services.user_mute(room=room, user=comment.author, moderator=bystander, reason="x")
+        moderation.user_mute(room=room, user=comment.author, moderator=bystander, reason="x")
     with pytest.raises(PermissionDenied):
-        services.sensitive_word_add(word="坏词", actor=bystander)
+        moderation.sensitive_word_add(word="坏词", actor=bystander)
 
 
 def test_per_user_rate_limit_has_a_clear_message(room):
     author = UserFactory()
-    limit, _period = services.USER_COMMENT_LIMIT
+    limit, _period = comments.USER_COMMENT_LIMIT
     # A fixed window may turn over mid-test, so allow up to two windows' worth before the refusal.
-    with pytest.raises(services.VotingError) as refused:
+    with pytest.raises(VotingError) as refused:
         for i in range(2 * limit + 1):
             _post(room, author, f"q-{i:08d}")
     assert refused.value.code == "rate_limited"

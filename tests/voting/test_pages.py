@@ -4,14 +4,14 @@ from django.utils import timezone
 
 from accounts.models import Membership
 from tests.factories import MembershipFactory, UserFactory
-from voting import services
 from voting.models import Comment, ModerationAction
+from voting.services import comments, moderation
 
 XSS = "<img src=x onerror=\"document.title='pwned'\"><script>alert(1)</script>"
 
 
 def test_live_page_shows_comments_escaped_and_works_without_javascript(client, live_case, room):
-    services.comment_post(room=room, author=UserFactory(), client_id="xss-000001", text=XSS)
+    comments.comment_post(room=room, author=UserFactory(), client_id="xss-000001", text=XSS)
     page = client.get(f"/live/{live_case['hearing'].public_id}/")
     assert page.status_code == 200
     html = page.content.decode()
@@ -47,12 +47,12 @@ def test_private_session_pages_are_not_found_for_strangers(client, community):
 def test_moderation_console_actions_are_logged(
     client, live_case, room, django_assert_max_num_queries
 ):
-    services.sensitive_word_add(word="垃圾", actor=live_case["coordinator"])
+    moderation.sensitive_word_add(word="垃圾", actor=live_case["coordinator"])
     author = UserFactory()
-    held = services.comment_post(
+    held = comments.comment_post(
         room=room, author=author, client_id="held-000001", text="垃圾方案"
     ).comment
-    shown = services.comment_post(
+    shown = comments.comment_post(
         room=room, author=author, client_id="shown-00001", text="正常发言"
     ).comment
     url = f"/live/{live_case['hearing'].public_id}/moderate/"

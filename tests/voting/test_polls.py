@@ -5,12 +5,14 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection
 
 from tests.factories import UserFactory
-from voting import services
+from voting import selectors
+from voting.errors import VotingError
 from voting.models import Poll, PollVote, RoomEvent
+from voting.services import polling
 
 
 def test_two_hundred_concurrent_votes_give_an_exact_tally(transactional_db, live_case, room):
-    poll = services.poll_open(
+    poll = polling.poll_open(
         room=room,
         actor=live_case["expert"],
         question="这个方案公平吗?",
@@ -24,7 +26,7 @@ def test_two_hundred_concurrent_votes_give_an_exact_tally(transactional_db, live
         try:
             start.wait()
             for i, user in batch:
-                services.vote_cast(poll=poll, user=user, option_position=i % 3)
+                polling.vote_cast(poll=poll, user=user, option_position=i % 3)
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -38,50 +40,50 @@ def test_two_hundred_concurrent_votes_give_an_exact_tally(transactional_db, live
         t.join()
     assert not errors
     assert PollVote.objects.filter(poll=poll).count() == 200
-    assert services.poll_counts(poll) == [67, 67, 66]
+    assert selectors.poll_counts(poll) == [67, 67, 66]
 
 
 def test_a_second_vote_by_the_same_user_is_refused(live_case, room):
-    poll = services.poll_open(
+    poll = polling.poll_open(
         room=room, actor=live_case["expert"], question="同意吗?", options=["同意", "不同意"]
     )
     voter = UserFactory()
-    services.vote_cast(poll=poll, user=voter, option_position=0)
-    with pytest.raises(services.VotingError) as refused:
-        services.vote_cast(poll=poll, user=voter, option_position=1)
+    polling.vote_cast(poll=poll, user=voter, option_position=0)
+    with pytest.raises(VotingError) as refused:
+        polling.vote_cast(poll=poll, user=voter, option_position=1)
     assert refused.value.code == "already_voted"
-    assert services.poll_counts(poll) == [1, 0]
+    assert selectors.poll_counts(poll) == [1, 0]
 
 
 def test_votes_on_a_closed_poll_or_a_forged_option_are_refused(live_case, room):
-    poll = services.poll_open(
+    poll = polling.poll_open(
         room=room, actor=live_case["coordinator"], question="同意吗?", options=["同意", "不同意"]
     )
-    with pytest.raises(services.VotingError) as forged:
-        services.vote_cast(poll=poll, user=UserFactory(), option_position=7)
+    with pytest.raises(VotingError) as forged:
+        polling.vote_cast(poll=poll, user=UserFactory(), option_position=7)
     assert forged.value.code == "no_option"
-    services.poll_close(poll=poll, actor=live_case["coordinator"])
-    with pytest.raises(services.VotingError) as closed:
-        services.vote_cast(poll=poll, user=UserFactory(), option_position=0)
+    polling.poll_close(poll=poll, actor=live_case["coordinator"])
+    with pytest.raises(VotingError) as closed:
+        polling.vote_cast(poll=poll, user=UserFactory(), option_position=0)
     assert closed.value.code == "poll_closed"
-    with pytest.raises(services.VotingError):
-        services.poll_lookup(room=room, poll_public_id="FORGED")
+    with pytest.raises(VotingError):
+        selectors.poll_lookup(room=room, poll_public_id="FORGED")
 
 
 def test_only_the_mediator_or_a_coordinator_opens_a_poll(live_case, room):
     with pytest.raises(PermissionDenied):
-        services.poll_open(room=room, actor=UserFactory(), question="?", options=["a", "b"])
+        polling.poll_open(room=room, actor=UserFactory(), question="?", options=["a", "b"])
     party = live_case["case"].parties.get(role="applicant").user
     with pytest.raises(PermissionDenied):
-        services.poll_open(room=room, actor=party, question="公平吗?", options=["是", "否"])
-    with pytest.raises(services.VotingError):
-        services.poll_open(
+        polling.poll_open(room=room, actor=party, question="公平吗?", options=["是", "否"])
+    with pytest.raises(VotingError):
+        polling.poll_open(
             room=room, actor=live_case["expert"], question="只有一个选项", options=["是"]
         )
 
 
 def test_results_after_closing_are_not_broadcast_while_open(live_case, room):
-    poll = services.poll_open(
+    poll = polling.poll_open(
         room=room,
         actor=live_case["expert"],
         question="公平吗?",
@@ -90,7 +92,7 @@ def test_results_after_closing_are_not_broadcast_while_open(live_case, room):
     )
     opened = RoomEvent.objects.get(room=room, kind="poll.opened").payload
     assert "counts" not in opened
-    services.vote_cast(poll=poll, user=UserFactory(), option_position=0)
+    polling.vote_cast(poll=poll, user=UserFactory(), option_position=0)
     assert not RoomEvent.objects.filter(room=room, kind="poll.tally").exists()
-    services.poll_close(poll=poll, actor=live_case["expert"])
+    polling.poll_close(poll=poll, actor=live_case["expert"])
     assert RoomEvent.objects.get(room=room, kind="poll.closed").payload["counts"] == [1, 0]

@@ -15,7 +15,7 @@ from tests.e2e.conftest import ARTIFACTS, LiveServer
 from tests.factories import UserFactory
 from tests.faults.conftest import session_cookie
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.realtime, pytest.mark.django_db(transaction=True)]
 
 COMMENTS = 40
 

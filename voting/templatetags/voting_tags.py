@@ -1,6 +1,7 @@
 from django import template
 
-from voting import selectors, services
+from voting import selectors
+from voting.services import ratings
 
 register = template.Library()
 
@@ -18,9 +19,11 @@ def case_audience(context, case, role):
         "case": case,
         "live_hearing": open_hearing(case),
         "panel": panel,
-        "summary": services.panel_summary(panel) if panel and panel.state == "summarised" else None,
+        "summary": selectors.panel_summary(panel)
+        if panel and panel.state == "summarised"
+        else None,
         "can_draw": role in ("coordinator", "admin"),
-        "can_rate": party is not None and case.status in services.RATEABLE,
+        "can_rate": party is not None and case.status in ratings.RATEABLE,
         "rating": rating,
         "request": context["request"],
     }

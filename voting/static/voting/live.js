@@ -24,6 +24,8 @@
   const pollsBox = panel.querySelector(".live-polls");
   const outboxKey = "cb-outbox-" + room;
   const MAX_SHOWN = 300;
+  const RESTART = 4503;  // close code: the server process is replaced, reconnect now
+  const OPEN_TIMEOUT = 10000;  // an attempt not open by then is given up and made again
 
   function outbox() {
     try { return JSON.parse(localStorage.getItem(outboxKey) || "[]"); } catch (e) { return []; }
@@ -228,12 +230,22 @@
       onFrame(frame);
     });
     ws.addEventListener("close", function (e) { lost(ws, e.code); });
+    // An attempt that hangs (a server swamped by everyone reconnecting at once after a crash)
+    // would wait for the browser's own timeout: give it up and try again after the back-off.
+    setTimeout(function () {
+      if (ws !== socket || ws.readyState !== WebSocket.CONNECTING) return;
+      lost(ws, 0);
+      try { ws.close(); } catch (err) { /* already closing */ }
+    }, OPEN_TIMEOUT);
   }
 
   function lost(ws, code) {
     if (ws !== socket) return;
     socket = null;
     if (code === 4404) { setStatus(""); return; }
+    // 4503: this server process is being replaced and another one serves: come back at once
+    // (the server closes its sockets a few at a time, so not every viewer knocks at once)
+    if (code === RESTART) { backoff = 500; connect(); return; }
     setStatus(d.tOffline);
     // jitter: hundreds of viewers dropped at once must not all knock again in the same instant
     setTimeout(connect, backoff * (0.5 + Math.random()));
