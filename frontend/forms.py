@@ -1,8 +1,10 @@
 from django import forms
+from django.utils.functional import lazy
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Community
 from mediation_room.models import Category
+from privacy.consents import consent_text
 
 
 class PlainForm(forms.Form):
@@ -59,10 +61,23 @@ class CaseForm(PlainForm):
         }
 
 
+_consent_text = lazy(consent_text, str)
+
+
 class ConsentForm(PlainForm):
-    video = forms.BooleanField(label=_("Mediation by video"), required=False)
-    livestream = forms.BooleanField(label=_("Live to residents"), required=False)
-    recording = forms.BooleanField(label=_("Recording"), required=False)
+    # the help text is the statement the person agrees to, kept word for word on their receipt
+    video = forms.BooleanField(
+        label=_("Mediation by video"), required=False, help_text=_consent_text("video")
+    )
+    livestream = forms.BooleanField(
+        label=_("Live to residents"), required=False, help_text=_consent_text("livestream")
+    )
+    recording = forms.BooleanField(
+        label=_("Recording"), required=False, help_text=_consent_text("recording")
+    )
+    show_face = forms.BooleanField(
+        label=_("Show my face on the livestream"), required=False, help_text=_consent_text("face")
+    )
 
 
 class LookupForm(PlainForm):

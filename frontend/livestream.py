@@ -3,28 +3,30 @@
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import timedelta
 
-from django.conf import settings
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.models import Community, Membership
-from mediation_room.errors import CaseError
+from cloudbench.actions import perform_and_redirect
 from mediation_room.models import Hearing
 from mediation_room.selectors import access_hearing_for_user
 from streaming.broadcast.selectors import (
     CATEGORY_BANNER,
     broadcast_facts,
     public_hearings,
+    replay_for,
+    replay_playlist_name,
     watchable_hearings,
 )
 from streaming.broadcast.services import broadcast_pause
-from streaming.broadcast.station import hls_url
+from streaming.plane import browser_ice_servers, hls_url, transport_policy
+from voting.selectors import replay_timeline
 from voting.views import live_panel_context
 
 HOME_LIMIT = 12
@@ -74,22 +76,49 @@ def watch(request: HttpRequest, public_id: str) -> HttpResponse:
         "facts": facts,
         "public_id": public_id,
         "hls_url": hls_url(public_id),
-        "ice_servers": json.dumps(settings.ICE_SERVERS),
+        # TURN credentials for anonymous viewers too: a resident behind a firewall watches
+        # through the relay (the ref names no one).
+        "ice_servers": json.dumps(browser_ice_servers(f"viewer-{secrets.token_hex(6)}")),
+        "ice_policy": transport_policy(),
         "force_hls": request.GET.get("hls") == "1",
+        "replay": replay_for(public_id) if facts.finished else None,
         # the residents' comments and polls beside the picture
         **live_panel_context(request, public_id),
     }
     return render(request, "frontend/watch.html", context)
 
 
+def replay(request: HttpRequest, public_id: str) -> HttpResponse:
+    """A finished public hearing's replay, with what the audience said at the time. Not found
+    unless every party let it be streamed and recorded (a withdrawn consent removes it)."""
+    found = replay_for(public_id)
+    if found is None:
+        raise Http404
+    hearing = Hearing.objects.get(public_id=public_id)
+    context = {
+        "replay": found,
+        "hls_url": hls_url(public_id, replay_playlist_name(public_id)),
+        "timeline": [
+            {**item, "clock": f"{int(item['t']) // 60}:{int(item['t']) % 60:02d}"}
+            for item in replay_timeline(hearing, started_at=found.started_at)
+        ],
+    }
+    return render(request, "frontend/replay.html", context)
+
+
 @login_required
 @require_POST
 def watch_pause(request: HttpRequest, public_id: str) -> HttpResponse:
     hearing, _role = access_hearing_for_user(request.user, public_id)
-    try:
+
+    def pause() -> None:
         broadcast_pause(
             hearing=hearing, actor=request.user, paused=request.POST.get("paused") == "1"
         )
-    except CaseError as exc:
-        messages.error(request, exc.message)
-    return redirect("frontend:case_detail", tracking_number=hearing.case.tracking_number)
+
+    return perform_and_redirect(
+        request,
+        pause,
+        "frontend:case_detail",
+        tracking_number=hearing.case.tracking_number,
+    )

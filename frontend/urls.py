@@ -19,6 +19,7 @@ urlpatterns = [
     path("lookup/", views.lookup, name="lookup"),
     path("watch/<str:public_id>/", livestream.watch, name="watch"),
     path("watch/<str:public_id>/pause/", livestream.watch_pause, name="watch_pause"),
+    path("watch/<str:public_id>/replay/", livestream.replay, name="replay"),
     path("hearings/<str:public_id>/start/", views.hearing_start, name="hearing_start"),
     path("board/", views.board, name="board"),
     path("board/deliveries/", views.deliveries, name="deliveries"),

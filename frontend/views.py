@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
@@ -15,13 +15,19 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from accounts.models import Membership, Notification, SmsOutboxMessage
-from accounts.ratelimit import allow, client_ip
+from accounts.ratelimit import allow
 from accounts.selectors import communities_for_coordinator, is_coordinator, pending_memberships
 from accounts.services import membership_request, membership_verify, notification_mark_read
+from cloudbench.actions import form_submit, perform_and_redirect
+from cloudbench.client_address import client_ip
+from cloudbench.errors import DomainError
 from mediation_room import selectors, services
 from mediation_room.errors import CaseError
+from mediation_room.lifecycle import CONSENT_WITHDRAW_STATES
 from mediation_room.models import Case, Category, Consent, Party, Status
 from mediation_room.selectors import access_hearing_for_user
+from privacy.access import log_access
+from privacy.models import AccessKind
 
 from .forms import (
     BoardFilterForm,
@@ -44,8 +50,9 @@ def home(request: HttpRequest) -> HttpResponse:
 def case_new(request: HttpRequest) -> HttpResponse:
     form = CaseForm(request.POST or None, initial={"applicant_name": request.user.display_name})
     if request.method == "POST" and form.is_valid():
-        try:
-            case = services.case_register(
+        case = form_submit(
+            form,
+            lambda: services.case_register(
                 reporter=request.user,
                 category=form.cleaned_data["category"],
                 description=form.cleaned_data["description"],
@@ -55,12 +62,9 @@ def case_new(request: HttpRequest) -> HttpResponse:
                 respondent_phone=form.cleaned_data["respondent_phone"],
                 preferred_times=form.cleaned_data["preferred_times"],
                 consents=form.consents(),
-            )
-        except ValidationError as exc:
-            _errors_to_form(form, exc)
-        except CaseError as exc:
-            form.add_error(None, exc.message)
-        else:
+            ),
+        )
+        if not form.errors:
             messages.success(
                 request,
                 _("Your case is registered. Your tracking number is %(number)s.")
@@ -80,16 +84,22 @@ def my_cases(request: HttpRequest) -> HttpResponse:
 @login_required
 def case_detail(request: HttpRequest, tracking_number: str) -> HttpResponse:
     case, role = selectors.access_case_for_user(request.user, tracking_number)
+    log_access(request, case=case, kind=AccessKind.CASE_PAGE)
     my_party = case.parties.filter(user=request.user).first()
     consents = {}
     if my_party:
         consents = {c.kind: c.granted for c in Consent.objects.filter(party=my_party)}
+        consents["show_face"] = my_party.show_face
     parties = list(case.parties.prefetch_related("consents"))
     context = {
         "case": case,
         "role": role,
         "my_party": my_party,
         "consent_form": ConsentForm(initial=consents),
+        # after the session a party may still take back what is published of it (its replay)
+        "may_withdraw_publication": bool(my_party)
+        and case.status not in CONSENT_WITHDRAW_STATES
+        and bool(consents.get("livestream") or consents.get("recording")),
         "parties": parties,
         "hearing": selectors.open_hearing(case),
         "timeline": selectors.public_timeline(case),
@@ -108,7 +118,7 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
     party = get_object_or_404(Party.objects.select_related("case"), invite_token=token)
     try:
         services.party_claim(party=party, user=request.user)
-    except CaseError as exc:
+    except DomainError as exc:
         return render(
             request, "frontend/invitation_refused.html", {"message": exc.message}, status=403
         )
@@ -119,15 +129,9 @@ def _case_action(
     request: HttpRequest, tracking_number: str, action: Callable[[Case], str]
 ) -> HttpResponse:
     case, _role = selectors.access_case_for_user(request.user, tracking_number)
-    try:
-        message = action(case)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    except CaseError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, message)
-    return redirect("frontend:case_detail", tracking_number=tracking_number)
+    return perform_and_redirect(
+        request, lambda: action(case), "frontend:case_detail", tracking_number=tracking_number
+    )
 
 
 @login_required
@@ -143,6 +147,9 @@ def case_consent(request: HttpRequest, tracking_number: str) -> HttpResponse:
             services.consent_set(
                 party=party, actor=request.user, kind=kind, granted=form.cleaned_data[kind]
             )
+        services.face_consent_set(
+            party=party, actor=request.user, show=form.cleaned_data["show_face"]
+        )
         return _("Your answers are saved.")
 
     return _case_action(request, tracking_number, act)
@@ -206,13 +213,14 @@ def hearing_start(request: HttpRequest, public_id: str) -> HttpResponse:
     """The mediator (or a coordinator) opens the session: the case is in session, the hearing is
     live, and the livestream starts where every party agreed to it."""
     hearing, _role = access_hearing_for_user(request.user, public_id)
-    try:
+
+    def start() -> str:
         services.session_start(hearing=hearing, actor=request.user)
-    except CaseError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, _("The session has started."))
-    return redirect("frontend:case_detail", tracking_number=hearing.case.tracking_number)
+        return _("The session has started.")
+
+    return perform_and_redirect(
+        request, start, "frontend:case_detail", tracking_number=hearing.case.tracking_number
+    )
 
 
 def lookup(request: HttpRequest) -> HttpResponse:
@@ -301,15 +309,15 @@ def my_community(request: HttpRequest) -> HttpResponse:
     """A resident tells which community they live in; the office verifies it."""
     form = MembershipForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
-            membership_request(
+        form_submit(
+            form,
+            lambda: membership_request(
                 user=request.user,
                 community=form.cleaned_data["community"],
                 household=form.cleaned_data["household"],
-            )
-        except ValidationError as exc:
-            _errors_to_form(form, exc)
-        else:
+            ),
+        )
+        if not form.errors:
             messages.success(request, _("Thank you. The community office will confirm it soon."))
             return redirect("frontend:my_community")
     memberships = request.user.memberships.select_related("community__street")
@@ -347,11 +355,3 @@ def sms_outbox(request: HttpRequest) -> HttpResponse:
         raise Http404
     rows = SmsOutboxMessage.objects.order_by("-created_at")[:50]
     return render(request, "frontend/sms_outbox.html", {"rows": rows})
-
-
-def _errors_to_form(form, exc: ValidationError) -> None:
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.message_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)

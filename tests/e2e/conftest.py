@@ -32,6 +32,12 @@ CHROMIUM_ARGS = [
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
     "--autoplay-policy=no-user-gesture-required",
+    # WebRTC over loopback: Chromium offers 127.0.0.1 as a host candidate (it leaves loopback
+    # out by default), with plain addresses rather than mDNS names (which the node would have to
+    # resolve by multicast). The node answers only on 127.0.0.1 and ignores the others
+    # (ICE_HOST_ADDRESSES), so media never goes to the machine's external interface address.
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts" / "screenshots"
 
@@ -139,6 +145,15 @@ def live_server_url(transactional_db) -> Iterator[str]:
         connection.close()
 
 
+@pytest.fixture
+def hls_in_tmp(settings, tmp_path):
+    """The test's media and HLS files under its tmp_path; the live server started after this
+    fixture (`live_server_url`) inherits them."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.BROADCAST_HLS_ROOT = settings.MEDIA_ROOT / "hls"
+    return settings.BROADCAST_HLS_ROOT
+
+
 # Per test, not per session: Playwright's sync API keeps an asyncio loop running in the main thread
 # while it is open, and a later transactional test whose service broadcasts after commit
 # (realtime.publish_case_update → async_to_sync) would then fail in that thread.
@@ -169,10 +184,14 @@ def phone_page(browser):
     context.close()
 
 
+_shots_key = pytest.StashKey[Path]()
+
+
 @pytest.fixture
 def shot(request):
     """shot(page, "step-name"): a full-page screenshot into test-artifacts/screenshots/."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    request.config.stash[_shots_key] = ARTIFACTS
     prefix = request.node.name.replace("/", "_")
 
     def take(page, name: str) -> Path:
@@ -211,6 +230,10 @@ def journey_shot(request):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    shots = config.stash.get(_shots_key, None)
+    if shots is not None:
+        terminalreporter.write_sep("-", "screenshots")
+        terminalreporter.write_line(f"screenshots: {shots}")
     folder = config.stash.get(_journey_key, None)
     if folder is not None:
         terminalreporter.write_sep("-", "journey screenshots")

@@ -207,7 +207,8 @@ def journey(live_server_url, browser, journey_shot) -> None:
     expert.goto(case_url)
     expect(expert.locator(".status").first).to_have_text("已排期")
     room_link = expert.locator("a[href^='/room/']").first.get_attribute("href")
-    public_id = room_link.strip("/").rsplit("/", 1)[-1]
+    # the room link leads to the check page before the room
+    public_id = room_link.strip("/").split("/")[1]
     journey_shot(expert, "hearing-scheduled")
     assert room_link in last_sms(world.respondent.phone)
 
@@ -228,7 +229,7 @@ def journey(live_server_url, browser, journey_shot) -> None:
     journey_shot(coordinator, "bench-panel-drawn")
 
     # 6. Both parties and the expert join the room with camera and microphone and see each other.
-    room_url = base + room_link
+    room_url = f"{base}/room/{public_id}/"
     party_rooms = []
     for page in (applicant, respondent):
         room = page.context.new_page()
@@ -286,6 +287,10 @@ def journey(live_server_url, browser, journey_shot) -> None:
     journey_shot(host, "caucus")
     host.click("#end-caucus")
     expect(watcher.locator("#slate-note")).to_be_hidden(timeout=WAIT)
+    # The hearing is over: everyone leaves the room and the livestream, and what follows happens
+    # on the case's pages.
+    for page in (host, *party_rooms, watcher):
+        page.close()
 
     # 10. The expert drafts the agreement and sends it for signature.
     agreement_url = f"{base}/cases/{tracking_number}/agreement/"

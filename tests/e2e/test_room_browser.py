@@ -9,19 +9,10 @@ from django.conf import settings as django_settings
 from django.db import connections
 from django.test import Client
 
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.factories import UserFactory, advance, make_case, make_expert
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM_FLAGS = [
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 REMOTE_PLAYING = """() => [...document.querySelectorAll('video.remote')]
     .some(v => v.videoWidth > 0 && v.currentTime > 0.2)"""
@@ -30,10 +21,10 @@ REMOTE_TIME = """() => Math.max(0, ...[...document.querySelectorAll('video.remot
 
 
 def _application():
+    # static files under their hashed names, collected for the session, served by WhiteNoise
     from channels.routing import get_default_application
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-    return ASGIStaticFilesHandler(get_default_application())
+    return get_default_application()
 
 
 @pytest.fixture
@@ -53,10 +44,12 @@ def live_server_url(settings, tmp_path):
         }
     # the server is a fork of this process: it must not share our database connections
     connections.close_all()
-    server = DaphneProcess("localhost", functools.partial(_application))
+    # 127.0.0.1, not "localhost": the browser must reach this server, not one that another
+    # process has on the same port of ::1
+    server = DaphneProcess("127.0.0.1", functools.partial(_application))
     server.start()
     assert server.ready.wait(timeout=30), "daphne did not start"
-    yield f"http://localhost:{server.port.value}"
+    yield f"http://127.0.0.1:{server.port.value}"
     server.terminate()
     server.join(10)
 
@@ -85,9 +78,7 @@ def test_two_members_see_each_others_video_playing(live_server_url):
     }
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS
-        )
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             pages = {}
             for name, cookie in cookies.items():

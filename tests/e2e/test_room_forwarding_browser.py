@@ -8,10 +8,10 @@ import asyncio
 
 import pytest
 
-from streaming.media.node import MediaNode
-from streaming.media.probe import ProbePeer
-from streaming.media.probe import wait_until as eventually
+from streaming.node.media.node import MediaNode
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.streaming.probe import ProbePeer
+from tests.streaming.probe import wait_until as eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.media]
 

@@ -1,4 +1,5 @@
 import pytest
+from django.templatetags.static import static
 from django.urls import reverse
 
 from mediation_room.errors import NotPermitted
@@ -63,8 +64,8 @@ def test_watch_page_needs_no_sign_in_for_a_public_session_and_hides_a_private_on
     assert ok.status_code == 200
     page = ok.content.decode()
     assert f'data-public-id="{public.public_id}"' in page
-    assert f"/media/hls/{public.public_id}/live.m3u8" in page
-    assert "vendor/hls.min.js" in page
+    assert f"/media/hls/{public.public_id}/index.m3u8" in page
+    assert static("vendor/hls.min.js") in page
     assert hidden.status_code == 404
 
 
@@ -174,4 +175,4 @@ def test_the_watch_page_carries_the_residents_comments(client):
 
     assert 'id="live-panel"' in page
     assert f'data-room="{hearing.public_id}"' in page
-    assert "voting/live.js" in page
+    assert static("voting/live.js") in page

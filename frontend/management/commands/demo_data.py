@@ -14,6 +14,7 @@ DEMO_MODULES = [
     "mediation_room.agreements.demo",
     "mediation_room.supervision.demo",
     "voting.demo",
+    "streaming.node.demo",
 ]
 
 

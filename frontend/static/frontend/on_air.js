@@ -9,6 +9,7 @@
     const line = box.querySelector("[data-on-air-text]");
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     let backoff = 1000;
+    const RESTART = 4503;  // close code: the server process is replaced, reconnect now
     function connect() {
       const socket = new WebSocket(`${scheme}://${location.host}/ws/watch/${box.dataset.onAir}/`);
       socket.addEventListener("message", (event) => {
@@ -22,6 +23,7 @@
       });
       socket.addEventListener("close", (event) => {
         if (event.code === 4403 || event.code === 4404 || box.dataset.state === "ended") return;
+        if (event.code === RESTART) { backoff = 1000; connect(); return; }
         setTimeout(connect, backoff);
         backoff = Math.min(backoff * 2, 15000);
       });

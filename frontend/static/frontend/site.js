@@ -23,3 +23,17 @@ document.addEventListener("change", (event) => {
     field.form.submit();
   }
 });
+
+// The "large text, high contrast" switch: remembered on this device, applied before the first
+// paint by prefs.js.
+document.querySelectorAll("[data-easy-read]").forEach((button) => {
+  const html = document.documentElement;
+  const show = () => button.setAttribute("aria-pressed", String(html.classList.contains("easy-read")));
+  show();
+  button.addEventListener("click", () => {
+    const on = !html.classList.contains("easy-read");
+    html.classList.toggle("easy-read", on);
+    try { localStorage.setItem("cloudbench.easyRead", on ? "1" : "0"); } catch (e) { /* not kept */ }
+    show();
+  });
+});
