@@ -9,6 +9,8 @@ PORT ?= 8000
 
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cloudbench
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
+# xdist workers of the parallel group; each takes Redis database 10, 11, ... (at most six)
+TEST_WORKERS ?= 2
 
 .PHONY: demo test install install-test system-packages frontend-assets services lint
 
@@ -24,7 +26,7 @@ install-test: $(BIN)/python system-packages
 	$(BIN)/pip install --quiet -e '.[test]'
 	$(MAKE) --no-print-directory frontend-assets
 
-# Debian packages: ffmpeg libraries for media, a CJK font for PDFs and the broadcast picture,
+# Debian packages: CJK fonts for PDFs and the broadcast picture, gettext for the catalogs,
 # chromium for the browser tests. Installed only when missing, and only where we may (root).
 system-packages:
 	@sh .ci/system-packages
@@ -39,7 +41,7 @@ demo: install
 	$(BIN)/python manage.py collectstatic --no-input -v 0
 	@echo ""
 	@echo "Cloud Bench is at http://$(HOST):$(PORT)/  (text messages the demo 'sends': http://$(HOST):$(PORT)/dev/sms/)"
-	DJANGO_DEBUG=1 $(BIN)/python -m cloudbench.webserver -b $(HOST) -p $(PORT) asgi:application
+	DJANGO_DEBUG=1 DEMO_SHOWCASE=1 $(BIN)/python -m cloudbench.webserver -b $(HOST) -p $(PORT) asgi:application
 
 services:
 	@sh .ci/services-up
@@ -48,10 +50,16 @@ lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# pytest runs twice (docs/testing.md): the parallel group on $(TEST_WORKERS) xdist workers, then the
+# serial group (browser, fault and deploy tests) on two, those timed against the clock one at a time. Both always run and either failing fails
+# the target; exit 5 is pytest's "nothing selected", as when PYTEST_ARGS names one group's test.
 test: install-test services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_EAGER=1 \
 		$(BIN)/python manage.py makemigrations --check --dry-run
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_EAGER=1 \
-		$(BIN)/pytest $(PYTEST_ARGS)
+	export DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_EAGER=1; \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" $(PYTEST_ARGS); parallel=$$?; \
+	$(BIN)/pytest -n 2 --dist loadgroup -m serial $(PYTEST_ARGS); serial=$$?; \
+	echo "pytest: parallel group exit $$parallel, serial group exit $$serial"; \
+	case "$$parallel$$serial" in 00|05|50) exit 0;; *) exit 1;; esac
