@@ -51,15 +51,17 @@ lint:
 	$(BIN)/ruff format --check .
 
 # pytest runs twice (docs/testing.md): the parallel group on $(TEST_WORKERS) xdist workers, then the
-# serial group (browser, fault and deploy tests) on two, those timed against the clock one at a time. Both always run and either failing fails
-# the target; exit 5 is pytest's "nothing selected", as when PYTEST_ARGS names one group's test.
+# serial group (browser, fault, media and deploy tests) on two workers, with the tests that time
+# media against the clock one at a time. Both always run and either failing fails the target;
+# exit 5 is pytest's "nothing selected", as when PYTEST_ARGS names one group's test. Each group
+# ends with its slowest tests.
 test: install-test services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_EAGER=1 \
 		$(BIN)/python manage.py makemigrations --check --dry-run
 	export DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_EAGER=1; \
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" $(PYTEST_ARGS); parallel=$$?; \
-	$(BIN)/pytest -n 2 --dist loadgroup -m serial $(PYTEST_ARGS); serial=$$?; \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" --durations=15 $(PYTEST_ARGS); parallel=$$?; \
+	$(BIN)/pytest -n 2 --dist loadgroup -m serial --durations=25 $(PYTEST_ARGS); serial=$$?; \
 	echo "pytest: parallel group exit $$parallel, serial group exit $$serial"; \
 	case "$$parallel$$serial" in 00|05|50) exit 0;; *) exit 1;; esac

@@ -218,9 +218,9 @@ class RoomHub:
         from .selectors import room_last_seq
 
         try:
-            self.sent_upto = await database_sync_to_async(
-                room_last_seq, thread_sensitive=False
-            )(self.room_id)
+            self.sent_upto = await database_sync_to_async(room_last_seq, thread_sensitive=False)(
+                self.room_id
+            )
         except Exception:  # the database away for a moment: the tail check sets it later
             logger.exception("reading the room's last seq failed")
 
