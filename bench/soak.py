@@ -203,6 +203,8 @@ async def _viewers(cfg: dict, count: int, ready, go) -> dict:
                 "watch_gap": w.longest_gap,
                 "live_gaps": c.gaps,
                 "watch_gaps": w.gaps,
+                "live_phases": c.phases,
+                "watch_phases": w.phases,
                 "failures": w.failures,
                 "silence": c.longest_silence,
                 "drops": c.drops,
@@ -545,6 +547,24 @@ def report(out: dict, viewers: list[dict]) -> None:
             f"    {FAULT_NAMES[kind]:<26} {spread(row[None])} "
             f"(comment socket {spread(row['live_gaps'])}; watch socket {spread(row['watch_gaps'])})"
         )
+    print(
+        "  where the gaps went (s from the drop to the last attempt's opening handshake, then to"
+        " the greeting: p50 / p95 / max; attempts: p50 / max):"
+    )
+    for i, (at, kind) in enumerate(faults):
+        until = faults[i + 1][0] if i + 1 < len(faults) else math.inf
+        for key, name in (("live_phases", "comment"), ("watch_phases", "watch")):
+            rows = [
+                ph for v in viewers for ph in v[key] if at - 0.5 <= ph[0] < until and ph[2] >= ph[0]
+            ]
+            if not rows:
+                continue
+            attempts = sorted(r[1] for r in rows)
+            print(
+                f"    {FAULT_NAMES[kind]:<26} {name:<7} open {spread([r[2] - r[0] for r in rows])}"
+                f"; greeted {spread([r[3] - r[2] for r in rows])}"
+                f"; attempts {attempts[len(attempts) // 2]} / {attempts[-1]}"
+            )
     print(f"  longest silence between two comments at a viewer  {silence:.1f} s")
     print(
         f"  members connected at the end   {sum(out['media_back'])} of {len(out['media_back'])}"

@@ -8,13 +8,15 @@ own room hubs, which is why more than one process needs Redis (``REDIS_URL``).
 
 A process that dies is replaced at once: by a standby (``--spares``, default one per process:
 started up like the others but not accepting until told to), else by a fresh start (after a
-pause that grows while it keeps dying before it is ready). A fresh start imports Django, Channels
-and aiortc: about 2 s of CPU, tens of seconds on a busy machine, while a standby takes over in
-milliseconds; new standbys start once the reconnections have settled. SIGHUP replaces the processes one at a time, as a deploy does: a new one
-is started, and only once it accepts on the socket does the old one stop accepting, close its
-WebSockets with the "reconnect now" code (the pages reconnect at once, to a process that
-serves) and exit; then the next. A new process that does not become ready stops the deploy and
-the old one goes on serving. SIGTERM or SIGINT stops them all the same way.
+pause that grows while it keeps dying before it is ready). A fresh start imports Django and
+Channels and warms up: about 1.5 s of CPU, tens of seconds on a busy machine, while a standby takes over in
+milliseconds; new standbys start once the reconnections have settled.
+
+SIGHUP replaces the processes, as a deploy does: the new ones start beside the old ones, and once
+every new one accepts on the socket the old ones stop accepting and, one at a time, close their
+WebSockets with the "reconnect now" code a few at a time (the pages reconnect at once, to a new
+process), let requests finish and exit. A new process that does not become ready stops the
+deploy and the old ones go on serving. SIGTERM or SIGINT stops them all the same way.
 
     python -m cloudbench.serve --workers 2 [--spares 2] -b 0.0.0.0 -p 8000 [-- daphne options...]
     kill -HUP <pid of serve>        # rolling restart, e.g. after a deploy
@@ -307,7 +309,7 @@ class Supervisor:
         return True
 
     def roll(self) -> None:
-        """Replace every process, one at a time, each new one serving before the old one goes."""
+        """Replace every process: the new ones serve before the old ones go."""
         logger.info("rolling restart of %d web processes", len(self.children))
         # the standbys run the code being replaced: they go first, new ones come after
         self.rolling = True
@@ -331,45 +333,44 @@ class Supervisor:
             self.rolling = False
 
     def _roll(self) -> None:
-        quiet: list[Child] = []
-        for i, old in enumerate(self.children):
+        # Every new process starts, and warms up, while the old ones serve: no start-up takes the
+        # CPU that the viewers moving over need, and each viewer moves once, to a new process.
+        olds = list(self.children)
+        news = []
+        for i, old in enumerate(olds):
             if old is not None:
-                self.retiring.append(old)  # it serves on while the new one starts
-            new = self.start(i)
-            if not self.wait(lambda new=new: new.ready() or not new.alive(), READY_LIMIT) or (
-                not new.ready()
-            ):
-                if self.stopping:
-                    return
-                logger.error(
-                    "web process %d (pid %d) did not become ready: the restart stops here, "
-                    "the old process goes on serving",
-                    i,
-                    new.pid,
-                )
+                self.retiring.append(old)  # it serves on while the new ones start
+            news.append(self.start(i))
+        started = self.wait(
+            lambda: all(new.ready() or not new.alive() for new in news), READY_LIMIT
+        )
+        if not started or not all(new.ready() for new in news):
+            if self.stopping:
+                return
+            logger.error(
+                "the new web processes did not become ready: the restart stops here, the old "
+                "processes go on serving"
+            )
+            for i, (new, old) in enumerate(zip(news, olds, strict=True)):
                 new.kill()
                 started_again = self.children[i]  # by tick, when the new one died
                 if started_again is not None and started_again is not new:
                     started_again.kill()
-                for child in quiet:
-                    child.tell(b"serve")
                 if old is not None and old.alive():
                     self.retiring.remove(old)
                     self.children[i] = old
                 else:
                     self.children[i] = None
-                return
-            if i == 0:
-                # A new process serves: the old ones whose turn is still to come take no new
-                # connections, so that the viewers moving off each old process land on a new one
-                # and move once.
-                quiet = [c for c in self.children[1:] if c is not None]
-                for child in quiet:
-                    child.tell(b"quiet")
+            return
+        # The new processes serve: the old ones take no new connections, so that every viewer
+        # moving off one lands on a new one.
+        for old in olds:
+            if old is not None:
+                old.tell(b"quiet")
+        for old in olds:
             if old is not None:
                 old.drain()
-                # its viewers reconnect to the processes that serve; the next start-up waits
-                # for them, not to take the CPU they need
+                # one at a time: the viewers of one are settled before the next one's move
                 self.wait(lambda old=old: old not in self.retiring, DRAIN_LIMIT + 1)
         logger.info("rolling restart done")
 

@@ -16,8 +16,8 @@ listening socket. A standby (``CLOUDBENCH_STANDBY=1``) starts up the same but do
 until told ``serve``: it takes a crashed process's place in an instant, where a fresh start takes
 seconds of CPU (longer on a busy machine). On ``drain`` (or when the launcher goes away) it stops
 accepting, closes
-its WebSockets with ``CLOSE_RESTART`` a few at a time over ``DRAIN_SECONDS`` (the pages reconnect
-at once, to a process that still accepts), lets running requests finish, and exits.
+its WebSockets with ``CLOSE_RESTART`` a few at a time, ``DRAIN_RATE`` a second (the pages
+reconnect at once, to a process that still accepts), lets running requests finish, and exits.
 
     python -m cloudbench.webserver [daphne options] asgi:application
 """
@@ -45,12 +45,20 @@ from cloudbench.serve import CLOSE_RESTART, CONTROL_ENV, STANDBY_ENV
 logger = logging.getLogger(__name__)
 
 EXTENSION = "cloudbench.prepared_frames"
-# The WebSockets are closed over this long, not all in one instant, so that the process that
-# takes them over is not handed every reconnection at once.
-DRAIN_SECONDS = 1.0
+# The WebSockets are closed this many a second, not all in one instant: a viewer's time without
+# a socket is the wait in the queue of reconnections at the processes that take them over, and
+# a process on a busy machine opens about a hundred a second (bench/soak.py, rolling restart).
+# Never over less than a second, nor more than DRAIN_SPREAD_MAX.
+DRAIN_RATE = 60.0
+DRAIN_SPREAD_MAX = 8.0
 DRAIN_STEP = 0.05
 # Requests still running after this long are cut off.
-DRAIN_LIMIT = 10.0
+DRAIN_LIMIT = 12.0
+
+
+def drain_spread(sockets: int) -> float:
+    """Seconds over which a draining process closes this many WebSockets."""
+    return min(DRAIN_SPREAD_MAX, max(1.0, sockets / DRAIN_RATE))
 
 
 def prepare(text: str):
@@ -234,7 +242,8 @@ class WebServer(Server):
         for port in self.ports:
             port.stopListening()  # this process's copy only: the others go on accepting
         sockets = len(self._open_websockets())
-        logger.info("draining: closing %d WebSockets over %.1f s", sockets, DRAIN_SECONDS)
+        self.drain_spread = drain_spread(sockets)
+        logger.info("draining: closing %d WebSockets over %.1f s", sockets, self.drain_spread)
         self._drain_step(sockets)
 
     def _open_websockets(self) -> list:
@@ -250,7 +259,7 @@ class WebServer(Server):
         elapsed = time.monotonic() - self.draining_since
         open_now = self._open_websockets()
         # close the share of the first count that is due by now (and any opened since)
-        due = total * min(1.0, (elapsed + DRAIN_STEP) / DRAIN_SECONDS)
+        due = total * min(1.0, (elapsed + DRAIN_STEP) / self.drain_spread)
         closing = len(open_now) - max(0, int(total - due))
         for p in open_now[: max(0, closing)]:
             p.sendClose(code=CLOSE_RESTART)

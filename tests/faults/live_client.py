@@ -51,6 +51,11 @@ class PageSocket:
         self.connects = 0
         self.drops = 0
         self.gaps: list[tuple[float, float]] = []  # (dropped at, greeted again at)
+        # where each gap's time went: (dropped at, attempts made, the last attempt's opening
+        # handshake done at, greeted at)
+        self.phases: list[tuple[float, int, float, float]] = []
+        self.attempts = 0
+        self.opened_at = 0.0
         self.close_codes: list[int] = []  # of the sockets the server closed
         self.longest_gap = 0.0
         self.errors: list[dict] = []
@@ -76,6 +81,7 @@ class PageSocket:
         retry = RETRY_FIRST
         while not self.stopping:
             code = None
+            self.attempts += 1
             try:
                 async with connect(
                     self.address(),
@@ -86,6 +92,7 @@ class PageSocket:
                     **self.options,
                 ) as ws:
                     self.ws = ws
+                    self.opened_at = time.monotonic()
                     if self.stopping:
                         # stop() came while this socket was opening: it closed the one before,
                         # or none, and nothing else would close this one
@@ -129,8 +136,10 @@ class PageSocket:
         if self.down_since is not None and self.connects > 1:
             now = time.monotonic()
             self.gaps.append((self.down_since, now))
+            self.phases.append((self.down_since, self.attempts, self.opened_at, now))
             self.longest_gap = max(self.longest_gap, now - self.down_since)
         self.down_since = None
+        self.attempts = 0
         self.connected.set()
 
     def current_gap(self) -> float:
