@@ -395,6 +395,9 @@ ICE_TRANSPORT_POLICY = env_str("ICE_TRANSPORT_POLICY", "all")
 # The only host addresses the media node's ICE gathers, offers and answers (empty: every
 # interface's); tests and benchmarks keep media on loopback with 127.0.0.1.
 ICE_HOST_ADDRESSES = env_list("ICE_HOST_ADDRESSES", [])
+# With ICE_HOST_ADDRESSES: other addresses a peer's candidates may have (a test's browser in a
+# network namespace of its own), which the node accepts without gathering on them.
+ICE_PEER_ADDRESSES = env_list("ICE_PEER_ADDRESSES", [])
 MEDIA_NODE_INPROCESS = env_bool("MEDIA_NODE_INPROCESS", not REDIS_URL)
 # make demo: the first live public hearing has synthetic members in its room (streaming.node.showcase)
 DEMO_SHOWCASE = env_bool("DEMO_SHOWCASE", False)

@@ -58,8 +58,10 @@ def node_ice_servers() -> list[RTCIceServer]:
 
 
 def confine_host_addresses() -> None:
-    """Gather, offer and answer ICE only on ``ICE_HOST_ADDRESSES`` (all interfaces when empty),
-    with host candidates on ``MEDIA_NODE_UDP_PORTS`` (any port when empty), for every peer
-    connection of this process."""
-    aioice_private.confine_host_addresses(settings.ICE_HOST_ADDRESSES)
+    """Gather, offer and answer ICE only on ``ICE_HOST_ADDRESSES`` (all interfaces when empty;
+    peers on those or on ``ICE_PEER_ADDRESSES``), with host candidates on
+    ``MEDIA_NODE_UDP_PORTS`` (any port when empty), for every peer connection of this process."""
+    aioice_private.confine_host_addresses(
+        settings.ICE_HOST_ADDRESSES, remotes=settings.ICE_PEER_ADDRESSES
+    )
     aioice_private.use_udp_ports(settings.MEDIA_NODE_UDP_PORTS)

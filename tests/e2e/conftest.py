@@ -61,15 +61,24 @@ class LiveServer:
     """daphne in a subprocess. `restart()` starts a fresh process on the same port, as a deploy
     or a crash followed by the supervisor's restart would."""
 
-    def __init__(self, extra_env: dict[str, str] | None = None, *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        extra_env: dict[str, str] | None = None,
+        *,
+        port: int | None = None,
+        also_on: str | None = None,
+    ) -> None:
         self.port = port or _free_port()
+        # another local address it serves on besides 127.0.0.1 (a test's network namespace
+        # reaches it there); the browsers that need a camera stay on 127.0.0.1, a secure origin
+        self.also_on = also_on
         self.url = f"http://127.0.0.1:{self.port}"
         # The server runs with Django's async-safety guard on, as in production.
         self.env = {
             **{k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"},
             "DATABASE_URL": _database_url(),
             "DJANGO_DEBUG": "0",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "ALLOWED_HOSTS": ",".join(["127.0.0.1", "localhost", *([also_on] if also_on else [])]),
             "SITE_URL": self.url,
             "CELERY_EAGER": "1",
             "MEDIA_NODE_INPROCESS": "1",
@@ -91,6 +100,7 @@ class LiveServer:
                 "127.0.0.1",
                 "-p",
                 str(self.port),
+                *(["-e", f"tcp:port={self.port}:interface={self.also_on}"] if self.also_on else []),
                 "asgi:application",
             ],
             cwd=settings.BASE_DIR,

@@ -1,8 +1,7 @@
 """The watch page says when the livestream is sound only, instead of a still or black picture:
 every camera in the room is off (the server's ``pictures: 0``). (The other case, this viewer's
 own stream without a picture because the ladder put its weak link on the audio-only layer, is
-seen by the page in getStats; Chromium's WebRTC network emulation field trial has no effect in
-Debian's build, so no test here makes a browser's link lossy.)"""
+tested with a real throttled link in test_watch_ladder_browser.py.)"""
 
 from __future__ import annotations
 

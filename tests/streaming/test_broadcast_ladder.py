@@ -10,9 +10,6 @@ layer."""
 import asyncio
 import contextlib
 import json
-import os
-import random
-import shutil
 import subprocess
 import sys
 import time
@@ -24,6 +21,7 @@ from django.conf import settings
 from streaming.node.broadcast.broadcast import Broadcast
 from streaming.node.broadcast.scene import Scene
 from streaming.node.internals import aioice_private
+from tests.netns import needs_namespaces, run, veth_namespace
 from tests.streaming.broadcast_peers import three_members, watch
 
 pytestmark = [pytest.mark.media, pytest.mark.faults]
@@ -33,41 +31,6 @@ WIDTH, HEIGHT, FPS = 640, 360, 15
 LIMIT = ("tc", "qdisc", "add")
 # Well below what the top layer sends (with sound), above what the audio-only layer needs.
 LIMIT_OPTIONS = ("rate", "120kbit", "burst", "6kb", "latency", "100ms")
-
-
-def run(*command: str) -> None:
-    subprocess.run(command, check=True, capture_output=True)
-
-
-@contextlib.contextmanager
-def veth_namespace():
-    """A network namespace joined to this one by a veth pair: (name, host-side device, node
-    address, viewer address)."""
-    tag = f"{os.getpid() % 10000}{random.randint(0, 99)}"
-    name, host_device, viewer_device = f"cbl{tag}", f"cblh{tag}", f"cblv{tag}"
-    subnet = f"10.{random.randint(64, 127)}.{random.randint(0, 255)}"
-    node_address, viewer_address = f"{subnet}.1", f"{subnet}.2"
-    run("ip", "netns", "add", name)
-    try:
-        run("ip", "link", "add", host_device, "type", "veth", "peer", "name", viewer_device)
-        run("ip", "link", "set", viewer_device, "netns", name)
-        run("ip", "addr", "add", f"{node_address}/30", "dev", host_device)
-        run("ip", "link", "set", host_device, "up")
-        inside = ("ip", "netns", "exec", name)
-        run(*inside, "ip", "addr", "add", f"{viewer_address}/30", "dev", viewer_device)
-        run(*inside, "ip", "link", "set", viewer_device, "up")
-        run(*inside, "ip", "link", "set", "lo", "up")
-        yield name, host_device, node_address, viewer_address
-    finally:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            run("ip", "link", "del", host_device)  # takes its peer with it
-        with contextlib.suppress(subprocess.CalledProcessError):
-            run("ip", "netns", "del", name)
-
-
-def needs_namespaces() -> None:
-    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("tc"):
-        pytest.skip("needs root, ip and tc to build a network namespace")
 
 
 # A classic BPF program for a direct-action tc filter: drop (TC_ACT_SHOT) when a random 32-bit
@@ -325,3 +288,45 @@ async def lossy_and_clean(lossy, clean):
             await viewer.stop()
         await broadcast.stop()
     return result
+
+
+def test_a_viewer_back_from_sound_only_gets_the_picture_of_each_layer_it_steps_up_to():
+    """From the audio-only layer to the half-size picture, then the full one: each step brings
+    pictures of that size (the half-size layer had no viewer while this one was on sound)."""
+
+    async def frames_of(viewer, size, count):
+        got = 0
+        deadline = time.monotonic() + 15
+        while got < count and time.monotonic() < deadline:
+            frame = await viewer.frame()
+            if (frame.width, frame.height) == size:
+                got += 1
+        return got
+
+    async def scenario():
+        scene = Scene(
+            category="邻里纠纷", community="幸福里社区", state="live", members=three_members()
+        )
+        broadcast = Broadcast(scene, width=WIDTH, height=HEIGHT, fps=FPS)
+        await broadcast.start()
+        viewer = await watch(broadcast)
+        (viewer_id,) = broadcast.viewers
+        result = {}
+        try:
+            result["top"] = await frames_of(viewer, (WIDTH, HEIGHT), 5)
+            broadcast.set_viewer_layer(viewer_id, 1)
+            result["half"] = await frames_of(viewer, (WIDTH // 2, HEIGHT // 2), 5)
+            broadcast.set_viewer_layer(viewer_id, len(broadcast.ladder) - 1)
+            # long enough for the half-size layer's encoder to have stopped (no one on it)
+            await asyncio.sleep(10)
+            broadcast.set_viewer_layer(viewer_id, 1)
+            result["half_again"] = await frames_of(viewer, (WIDTH // 2, HEIGHT // 2), 15)
+            broadcast.set_viewer_layer(viewer_id, 0)
+            result["top_again"] = await frames_of(viewer, (WIDTH, HEIGHT), 5)
+        finally:
+            await viewer.close()
+            await broadcast.stop()
+        return result
+
+    # (15 half-size frames: two seconds of its half frame rate, not one keyframe and a stall)
+    assert asyncio.run(scenario()) == {"top": 5, "half": 5, "half_again": 15, "top_again": 5}
