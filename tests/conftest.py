@@ -22,6 +22,10 @@ os.environ["ICE_HOST_ADDRESSES"] = LOOPBACK
 settings.ICE_HOST_ADDRESSES = [LOOPBACK]
 confine_host_addresses()  # this process's peers: the node's and the tests' own
 
+# WhiteNoise looks at STATIC_ROOT when a test module builds the ASGI application at import, before
+# the session's collectstatic (below) has run: the folder exists from the start.
+Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+
 # Test databases are cloned from a migrated template once one run has migrated (tests/template_db.py).
 template_db.install()
 # Transactional tests end with DELETE rather than TRUNCATE (tests/fast_flush.py).

@@ -72,3 +72,18 @@ def test_live_sockets_open_side_by_side_signed_in_or_not(settings, live_case):
     assert [f["type"] for f in frames] == ["welcome"] * (SIGNED_IN + ANONYMOUS)
     # the session was read: the signed-in viewers may comment, the others may not
     assert [f["can_comment"] for f in frames] == [True] * SIGNED_IN + [False] * ANONYMOUS
+
+
+@pytest.fixture(autouse=True)
+def _close_the_connections_the_finished_loop_left():
+    """The sockets' database work ran in the worker threads of a loop that has ended; their
+    connections (one per thread, reused from call to call, as in a server) stay open until the
+    process ends and would keep the test database from being dropped. End them."""
+    yield
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

@@ -532,13 +532,24 @@
     }
     badge.textContent = waiting.length ? String(waiting.length) : "";
     badge.hidden = !waiting.length;
-    list.textContent = "";
+    // Only what changed: a lobby list rebuilt while the host clicks would swallow the click
+    // (the button pressed is not the one released), and the same list comes again often.
+    const ids = new Set(waiting.map((m) => String(m.id)));
+    for (const li of [...list.children]) {
+      if (!ids.has(li.dataset.member)) li.remove();
+    }
+    const shown = new Map([...list.children].map((li) => [li.dataset.member, li]));
     for (const m of waiting) {
-      const li = document.createElement("li");
-      li.append(Object.assign(document.createElement("span"), { textContent: m.label }));
-      li.append(button(text.admit, () => send({ type: "admit", member: m.id })));
-      li.dataset.member = m.id;
-      list.append(li);
+      const li = shown.get(String(m.id));
+      if (li) {
+        li.firstChild.textContent = m.label;
+        continue;
+      }
+      const item = document.createElement("li");
+      item.append(Object.assign(document.createElement("span"), { textContent: m.label }));
+      item.append(button(text.admit, () => send({ type: "admit", member: m.id })));
+      item.dataset.member = String(m.id);
+      list.append(item);
     }
   }
 
