@@ -7,7 +7,7 @@ daphne processes on one socket, with their standbys) and the media node in its o
 Meanwhile every web process that serves is killed (SIGKILL) twice, as a crash would (serve
 puts its standbys in their place, or starts new ones), Redis (this benchmark's own
 redis-server, never the machine's shared one) is stopped for 5 seconds once, and the web
-processes are replaced one at a time once, as a deploy does (SIGHUP to serve). Every client
+processes are replaced once, as a deploy does (SIGHUP to serve). Every client
 reconnects by itself, as the pages do: the comment and watch clients behave as live.js and
 watch.js (tests/faults/live_client.py), the members as room.js.
 
@@ -439,7 +439,7 @@ def main() -> None:
         print(
             f"bench/soak.py: {args.duration:g} s, 3 members, {args.viewers} viewers, "
             f"{args.rate:g} comments/s; every web process is killed twice, Redis stopped "
-            f"once, the web processes replaced one at a time once; {os.cpu_count()} CPUs, "
+            f"once, the web processes replaced once as in a deploy; {os.cpu_count()} CPUs, "
             "load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()),
             flush=True,
         )
