@@ -2,7 +2,8 @@
 makes (``ip netns exec``), joined to the server's by a veth pair whose server side is limited
 with ``tc tbf`` (packets beyond the rate wait, then are dropped, as on a congested mobile link).
 The ladder moves that viewer to sound only, with the page saying why, and once the limit is
-lifted back up to the full picture. Screenshots of both, at phone size.
+lifted back up one layer at a time: the half-size picture, then the full one. Screenshots of
+each, at phone size.
 
 The members' browser stays on 127.0.0.1 (a secure origin, so it may use the fake camera); the
 server also listens on its end of the veth pair, and the media node gathers there as well and
@@ -35,7 +36,7 @@ SOUND_ONLY = "() => document.getElementById('watch').dataset.soundOnly"
 # carries the sound only.
 SOUND_ONLY_LINK = ("rate", "60kbit", "burst", "4kb", "latency", "100ms")
 # A step down is confirmed within seconds; a step up waits for clean reports, longer after each
-# try that failed (up to 32 s), and goes one layer at a time.
+# try that failed (up to 32 s).
 STEP = 60_000
 
 
@@ -51,7 +52,7 @@ def limit(device: str, options: tuple[str, ...]) -> None:
     run("tc", "qdisc", "add", "dev", device, "root", "tbf", *options)
 
 
-def test_a_viewer_on_a_weak_link_steps_down_to_half_size_then_sound_only_and_back(
+def test_a_viewer_on_a_weak_link_gets_sound_only_then_steps_back_up_through_half_size(
     namespace, hls_in_tmp, transactional_db, browser, shot, tmp_path
 ):
     name, device, server_address, viewer_address = namespace
@@ -90,9 +91,12 @@ def test_a_viewer_on_a_weak_link_steps_down_to_half_size_then_sound_only_and_bac
             assert "网络较弱" in notice.inner_text()
             shot(viewer, "watch-weak-link-phone")
 
-            # The link recovers: the full picture again, one layer up at a time.
+            # The link recovers: one layer up at a time, the half-size picture first (held for
+            # a few clean seconds), then the full picture.
             run("tc", "qdisc", "del", "dev", device, "root")
-            viewer.wait_for_function(SHOWING, arg=["360p", 360], timeout=2 * STEP)
+            viewer.wait_for_function(SHOWING, arg=["180p", 180], timeout=2 * STEP)
+            shot(viewer, "watch-low-layer-phone")
+            viewer.wait_for_function(SHOWING, arg=["360p", 360], timeout=STEP)
             shot(viewer, "watch-top-layer-again-phone")
         finally:
             inside.close()

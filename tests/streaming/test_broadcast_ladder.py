@@ -290,9 +290,14 @@ async def lossy_and_clean(lossy, clean):
     return result
 
 
-def test_a_viewer_back_from_sound_only_gets_the_picture_of_each_layer_it_steps_up_to():
+# a deadlocked encoder thread would hold the broadcast's stop for ever: fail sooner
+@pytest.mark.timeout(180)
+def test_a_viewer_back_from_sound_only_gets_the_picture_of_each_layer_it_steps_up_to(tmp_path):
     """From the audio-only layer to the half-size picture, then the full one: each step brings
-    pictures of that size (the half-size layer had no viewer while this one was on sound)."""
+    pictures of that size (the half-size layer had no viewer while this one was on sound). HLS
+    runs too, as in production: its half-size rendition scales the same composite frames as the
+    WebRTC layer, in another thread (through one shared swscale context, the two deadlocked and
+    the WebRTC layer sent nothing again)."""
 
     async def frames_of(viewer, size, count):
         got = 0
@@ -307,7 +312,9 @@ def test_a_viewer_back_from_sound_only_gets_the_picture_of_each_layer_it_steps_u
         scene = Scene(
             category="邻里纠纷", community="幸福里社区", state="live", members=three_members()
         )
-        broadcast = Broadcast(scene, width=WIDTH, height=HEIGHT, fps=FPS)
+        broadcast = Broadcast(
+            scene, width=WIDTH, height=HEIGHT, fps=FPS, hls_directory=tmp_path / "hls"
+        )
         await broadcast.start()
         viewer = await watch(broadcast)
         (viewer_id,) = broadcast.viewers

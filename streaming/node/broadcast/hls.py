@@ -30,7 +30,7 @@ import logging
 import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
@@ -38,6 +38,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, AudioResampler, VideoFrame
 from av.video.frame import PictureType
+from av.video.reformatter import VideoReformatter
 
 from streaming.node.broadcast.ladder import Layer, single_layer
 
@@ -60,6 +61,10 @@ class _Rendition:
     container: av.container.OutputContainer | None = None
     video: av.video.stream.VideoStream | None = None
     audio: av.audio.stream.AudioStream | None = None
+    # its own swscale context: the frame is shared with the WebRTC encoders' threads
+    # (frame.reformat() would scale through the frame's one context, and two threads at once
+    # deadlock)
+    scaler: VideoReformatter = field(default_factory=VideoReformatter)
 
 
 def _renditions(ladder: Sequence[Layer]) -> list[_Rendition]:
@@ -286,7 +291,9 @@ class HlsWriter:
             if (frame.width, frame.height) == (layer.width, layer.height):
                 copy = VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
             else:
-                copy = frame.reformat(width=layer.width, height=layer.height, format="yuv420p")
+                copy = rendition.scaler.reformat(
+                    frame, width=layer.width, height=layer.height, format="yuv420p"
+                )
             copy.pict_type = picture_type
             copy.pts = index
             copy.time_base = fractions.Fraction(1, self.fps)

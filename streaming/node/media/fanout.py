@@ -33,6 +33,7 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.audio.frame import AudioFrame
 from av.video.frame import PictureType, VideoFrame
+from av.video.reformatter import VideoReformatter
 
 from streaming.node.internals import aiortc_private
 
@@ -168,6 +169,11 @@ class _VideoEncoder:
         self.context: Any = None
         # Encoding runs in a worker thread; a context is never used by two threads at once.
         self.lock = threading.Lock()
+        # The frame being encoded is shared (a broadcast's layers and its HLS renditions take
+        # the same composite frame in threads of their own). frame.reformat() scales through
+        # one swscale context kept on the frame, and two threads scaling through it at once
+        # deadlock: this encoder scales with its own.
+        self._scaler = VideoReformatter()
 
     def _open(self, width: int, height: int) -> Any:
         ctx = av.CodecContext.create(self.codec_name, "w")
@@ -219,14 +225,15 @@ class _VideoEncoder:
         if self.size is not None and (frame.width, frame.height) != self.size:
             # Scaled here, on the encoding thread, not on the event loop; bilinear is half the
             # cost of swscale's default (bicubic) and as good for halving a picture.
-            frame = frame.reformat(
+            frame = self._scaler.reformat(
+                frame,
                 width=self.size[0],
                 height=self.size[1],
                 format="yuv420p",
                 interpolation="FAST_BILINEAR",
             )
         elif frame.format.name != "yuv420p":
-            frame = frame.reformat(format="yuv420p")
+            frame = self._scaler.reformat(frame, format="yuv420p")
         ctx = self.context
         if ctx is None or ctx.width != frame.width or ctx.height != frame.height:
             ctx = self.context = self._open(frame.width, frame.height)
