@@ -9,13 +9,13 @@ own room hubs, which is why more than one process needs Redis (``REDIS_URL``).
 A process that dies is replaced at once: by a standby (``--spares``, default one per process:
 started up like the others but not accepting until told to), else by a fresh start (after a
 pause that grows while it keeps dying before it is ready). A fresh start imports Django and
-Channels and warms up: about 1.5 s of CPU, tens of seconds on a busy machine, while a standby takes over in
-milliseconds; new standbys start once the reconnections have settled.
+Channels and warms up: about 1.5 s of CPU, tens of seconds on a busy machine, while a standby
+takes over in milliseconds; new standbys start once the reconnections have settled.
 
 SIGHUP replaces the processes, as a deploy does: the new ones start beside the old ones, and once
-every new one accepts on the socket the old ones stop accepting and, one at a time, close their
-WebSockets with the "reconnect now" code a few at a time (the pages reconnect at once, to a new
-process), let requests finish and exit. A new process that does not become ready stops the
+every new one accepts on the socket the old ones stop accepting. One after the other, each old
+one closes its WebSockets with the "reconnect now" code, a few at a time (the pages reconnect at
+once, to a new process), lets requests finish and exits. A new process that does not become ready stops the
 deploy and the old ones go on serving. SIGTERM or SIGINT stops them all the same way.
 
     python -m cloudbench.serve --workers 2 [--spares 2] -b 0.0.0.0 -p 8000 [-- daphne options...]

@@ -13,6 +13,7 @@ from accounts.models import Community, User
 from streaming.node.ice import confine_host_addresses
 from tests import fast_flush, template_db
 from tests.factories import CommunityFactory, UserFactory, make_coordinator, make_expert
+from tests.netns import needs_namespaces, veth_namespace
 
 # Media in tests goes over loopback only: the in-process media node gathers, offers and answers
 # ICE on 127.0.0.1 alone, and so does every server or node process a test starts (they inherit
@@ -169,3 +170,12 @@ def pytest_sessionfinish(session, exitstatus):
             queue = getattr(thread, "_args", (None, None))[1]
             if queue is not None:
                 queue.put(None)
+
+
+@pytest.fixture
+def namespace():
+    """A network namespace joined to this one by a veth pair (tests/netns.py): (name, host-side
+    device, this side's address, the namespace's address); skipped without root, ip and tc."""
+    needs_namespaces()
+    with veth_namespace() as made:
+        yield made

@@ -19,7 +19,7 @@ from django.db import connection
 
 from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LiveServer
 from tests.e2e.test_phone_browser import PHONE, WAIT, room_with_two
-from tests.netns import needs_namespaces, run, veth_namespace
+from tests.netns import run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.media]
 
@@ -38,13 +38,6 @@ SOUND_ONLY_LINK = ("rate", "60kbit", "burst", "4kb", "latency", "100ms")
 # A step down is confirmed within seconds; a step up waits for clean reports, longer after each
 # try that failed (up to 32 s).
 STEP = 60_000
-
-
-@pytest.fixture
-def namespace():
-    needs_namespaces()
-    with veth_namespace() as made:
-        yield made
 
 
 def limit(device: str, options: tuple[str, ...]) -> None:

@@ -64,13 +64,6 @@ def random_loss(device: str, loss: float):
         run(*remove)
 
 
-@pytest.fixture
-def namespace():
-    needs_namespaces()
-    with veth_namespace() as made:
-        yield made
-
-
 class NamespacedViewer:
     """tests/streaming/netns_viewer.py inside the namespace, and what it last reported."""
 
