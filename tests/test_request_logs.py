@@ -8,14 +8,14 @@ import logging
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from django.conf import settings
 
-from accounts.models import SmsOutboxMessage
+from accounts.models import Notification, SmsOutboxMessage
 from cloudbench.logs import JsonFormatter, RequestIdFilter
 from tests.factories import UserFactory
+from tests.waits import wait_for
 
 
 @pytest.fixture
@@ -34,14 +34,15 @@ def sms_log():
     logger.setLevel(previous)
 
 
-def _task_lines(stream: io.StringIO, timeout: float = 20.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-        if lines:
-            return lines
-        time.sleep(0.05)
-    raise AssertionError("the delivery task logged nothing")
+def _task_lines(stream: io.StringIO, phone: str) -> list[dict]:
+    """The backend logs inside the task's transaction: the lines are all there once the
+    notification's delivery has committed."""
+    wait_for(
+        lambda: Notification.objects.filter(phone=phone, status=Notification.Status.SENT).exists(),
+        f"the delivery to {phone} to commit",
+        20,
+    )
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
 @pytest.mark.worker
@@ -53,7 +54,7 @@ def test_a_sign_in_code_s_delivery_task_logs_the_request_s_id(client, celery_wor
     )
 
     assert response["X-Request-ID"] == "edge-4f2a9c01d3"
-    (line,) = _task_lines(sms_log)
+    (line,) = _task_lines(sms_log, "+8613800138811")
     assert line["request_id"] == "edge-4f2a9c01d3"
     assert line["logger"] == "accounts.sms" and line["level"] == "INFO"
     assert "console outbox" in line["message"]
@@ -72,7 +73,7 @@ def test_a_forged_request_id_is_replaced_by_a_fresh_one(client, celery_worker_re
 
     made_here = response["X-Request-ID"]
     assert len(made_here) == 32 and made_here.isalnum()
-    (line,) = _task_lines(sms_log)
+    (line,) = _task_lines(sms_log, "+8613800138812")
     assert line["request_id"] == made_here and line["level"] == "INFO"
 
 

@@ -8,15 +8,7 @@ from accounts.models import Notification, SmsOutboxMessage
 from accounts.services import notification_deliver, notification_send, notify_person
 from accounts.tasks import deliver_notification
 from tests.factories import UserFactory
-
-
-def _wait_for(predicate, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+from tests.waits import wait_for
 
 
 @pytest.mark.worker
@@ -29,7 +21,7 @@ def test_real_worker_delivers_once_when_enqueued_twice(celery_worker_real):
     deliver_notification.delay(notification.pk)
     deliver_notification.delay(notification.pk)
 
-    _wait_for(lambda: Notification.objects.get(pk=notification.pk).status == "sent")
+    wait_for(lambda: Notification.objects.get(pk=notification.pk).status == "sent", "delivery", 15)
     time.sleep(1.0)  # let the duplicates run to completion too
 
     assert SmsOutboxMessage.objects.filter(phone=user.phone).count() == 1

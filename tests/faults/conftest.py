@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from tests.e2e.conftest import (  # noqa: F401  (fixtures used by the tests here
     browser,
 )
 from tests.faults.redis_server import REDIS_SERVER, PrivateRedis
+from tests.waits import wait_for  # noqa: F401  (imported from here by the fault tests)
 
 
 @pytest.fixture
@@ -164,11 +164,3 @@ def worker_factory(transactional_db, tmp_path) -> Iterator:
     yield make
     for worker in workers:
         worker.stop()
-
-
-def wait_for(condition, what: str, limit: float = 60.0) -> None:
-    give_up = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > give_up:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.1)

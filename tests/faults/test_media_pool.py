@@ -39,6 +39,7 @@ from tests.faults.pool_nodes import (
     wait_for_nodes,
 )
 from tests.streaming.probe import wait_until
+from tests.waits import wait_for
 
 # alone: the kill and drain tests measure the gaps of members in rooms they do not touch
 pytestmark = [
@@ -228,7 +229,7 @@ def test_twelve_rooms_spread_over_three_nodes_and_a_killed_node_s_rooms_come_bac
     recovery = async_to_sync(scenario)()
     # the recording: the file the dead node left, and the new node's, each with its hash
     hearing = Hearing.objects.get(public_id=recorded)
-    assert wait_for(lambda: Recording.objects.filter(hearing=hearing).count() >= 2, within=30)
+    wait_for(lambda: Recording.objects.filter(hearing=hearing).count() >= 2, "two recordings", 30)
     recordings = list(Recording.objects.filter(hearing=hearing).order_by("started_at"))
     assert len(recordings) == 2
     for recording in recordings:
@@ -239,15 +240,6 @@ def test_twelve_rooms_spread_over_three_nodes_and_a_killed_node_s_rooms_come_bac
     # new node answers while 24 members decode in this process. bench/cluster.py measures the
     # time itself (failover section: p50 / p95 / max).
     assert max(recovery) < 15.0, recovery
-
-
-def wait_for(condition, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return bool(condition())
 
 
 def test_a_drained_node_moves_its_rooms_and_exits(pool_setup):

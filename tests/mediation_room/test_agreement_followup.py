@@ -13,6 +13,7 @@ from mediation_room.errors import CaseError, NotPermitted
 from mediation_room.models import CaseEvent, Status
 from tests.factories import UserFactory
 from tests.mediation_room.agreement_fixtures import *  # noqa: F403 (fixtures)
+from tests.waits import wait_for
 
 TODAY = timezone.localdate()
 
@@ -35,15 +36,6 @@ def _terms():
         },
         {"key": "t3", "obligor": "applicant", "action": "出具收条", "amount": "", "due_date": ""},
     ]
-
-
-def _wait_for(predicate, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _day(days: int) -> datetime:
@@ -78,7 +70,7 @@ def test_follow_ups_run_through_a_real_worker_at_their_deadlines(
         # Two runs of the periodic task (beat firing twice, or two beats): asked once.
         follow_ups_due.delay()
         follow_ups_due.delay()
-        _wait_for(lambda: _asks(first) >= 2, "the parties to be asked about term 1")
+        wait_for(lambda: _asks(first) >= 2, "the parties to be asked about term 1", 30)
         time.sleep(1)  # let a duplicate, if there were one, arrive
         first.refresh_from_db()
         second.refresh_from_db()
@@ -97,7 +89,7 @@ def test_follow_ups_run_through_a_real_worker_at_their_deadlines(
     with time_machine.travel(_day(21), tick=True):
         follow_ups_due.delay()
         follow_ups_due.delay()
-        _wait_for(lambda: _asks(second) >= 2, "the parties to be asked about term 2")
+        wait_for(lambda: _asks(second) >= 2, "the parties to be asked about term 2", 30)
         time.sleep(1)
         assert _asks(first) == 2 and _asks(second) == 2
         services.follow_up_answer(follow_up=second, actor=tsetup.respondent, fulfilled=True)

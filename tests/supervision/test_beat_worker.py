@@ -2,7 +2,6 @@
 `setup_schedules`, django-celery-beat's DatabaseScheduler deciding what is due (the loop of
 `celery beat`), and a real Celery worker on Redis executing the tasks, with shifted time."""
 
-import time
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -19,20 +18,13 @@ from mediation_room.models import CaseEvent, SupervisionAlert
 from mediation_room.supervision import periodic
 from mediation_room.tasks import supervision_scan
 from tests.factories import UserFactory, make_case, make_coordinator, make_expert
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.worker
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 BASE = datetime(2027, 1, 4, 9, 0, tzinfo=SHANGHAI)  # a Monday
 JOBS = ("hearing_reminders", "supervision_scan")
-
-
-def _wait(condition, what: str, limit: float = 60.0) -> None:
-    give_up = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > give_up:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.1)
 
 
 def _beat_round(*, extra: int = 0) -> None:
@@ -51,14 +43,14 @@ def _beat_round(*, extra: int = 0) -> None:
     finally:
         scheduler.close()
     assert sorted(sent) == sorted(JOBS)
-    _wait(
+    wait_for(
         lambda: (
             all(periodic.runs_finished(n) >= before[n] + 1 for n in JOBS)
             and periodic.runs_finished("supervision_scan") >= before["supervision_scan"] + 1 + extra
         ),
         "the beat tasks",
     )
-    _wait(
+    wait_for(
         lambda: not Notification.objects.filter(status="queued").exists(),
         "notification delivery",
     )
