@@ -2,21 +2,26 @@
 
 Layout of a sealed file (every integer big-endian)::
 
-    header (96 bytes)
+    header (128 bytes)
         magic        8   b"CBSEAL1\\n"
         file id     16   random, bound into every chunk
         chunk size   4   plaintext bytes per chunk (64 KiB)
+        sha256      32   of the whole plaintext, written when the file is closed (zeros until then)
         master id    8   which master key wrapped the data key
         wrap nonce  12
         wrapped key 48   AES-256-GCM(master, data key), associated data = magic + file id + master id
     chunks, each
         nonce       12   random
         ciphertext  n    AES-256-GCM(data key), n = chunk size except for the last chunk
-        tag         16   associated data = file id + chunk index (8) + final flag (1)
+        tag         16   associated data = file id + chunk index (8) + final flag (1), and for
+                         the final chunk the header's sha256 too
 
 The index and the final flag in the associated data make reordering, dropping or cutting chunks
 fail authentication; the last chunk is checked whenever a file is opened, so a file cut short at a
-chunk boundary fails too. Any chunk can be decrypted on its own, which is what range requests need.
+chunk boundary fails too, and so does a header whose sha256 was changed. The sha256 a reader
+reports is therefore the one the writer computed over exactly these chunks: comparing it with the
+hash a database row stored when the file was kept tells whether this is that row's file (not
+another sealed file put in its place) without reading the file again. Any chunk can be decrypted on its own, which is what range requests need.
 A writer emits each whole chunk as soon as it has it; a file whose length is a multiple of the
 chunk size therefore ends with an empty final chunk (nonce and tag only).
 
@@ -52,8 +57,10 @@ CHUNK = 64 * 1024
 NONCE = 12
 TAG = 16
 KEY_SLOT = struct.Struct(">8s12s48s")
-HEADER = struct.Struct(f">8s16sI{KEY_SLOT.size}s")
+HEADER = struct.Struct(f">8s16sI32s{KEY_SLOT.size}s")
 KEY_SLOT_OFFSET = HEADER.size - KEY_SLOT.size
+DIGEST_OFFSET = KEY_SLOT_OFFSET - 32
+NO_DIGEST = bytes(32)
 CHUNK_AAD = struct.Struct(">16sQB")
 STRIDE = CHUNK + NONCE + TAG
 READ_CHUNKS = 4  # chunks fetched by one pread when serving (256 KiB)
@@ -172,11 +179,9 @@ class SealedWriter:
 
     Plaintext is held for less than one chunk; PyAV can mux straight into it (it sees no ``seek``),
     and what it has written so far is on disk only as ciphertext. ``sha256`` and ``size`` describe
-    the plaintext once closed."""
+    the plaintext once closed; the SHA-256 is also sealed into the file."""
 
-    def __init__(
-        self, path: str | Path, *, master: MasterKey | None = None, digest: bool = True
-    ) -> None:
+    def __init__(self, path: str | Path, *, master: MasterKey | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         master = master or current_master()
@@ -185,12 +190,11 @@ class SealedWriter:
         self._aead = AESGCM(key)
         self._handle = open(self.path, "xb", buffering=0)  # noqa: SIM115 (closed in close())
         self._fd = self._handle.fileno()
-        _write_all(self._fd, [MAGIC + self.file_id + struct.pack(">I", CHUNK)])
+        _write_all(self._fd, [MAGIC + self.file_id + struct.pack(">I", CHUNK) + NO_DIGEST])
         _write_all(self._fd, [_wrap(master, self.file_id, key)])
         self._buffer = bytearray()
         self._index = 0
-        # a caller that hashed the plaintext already (evidence upload) need not pay twice
-        self._digest = hashlib.sha256() if digest else None
+        self._digest = hashlib.sha256()
         self.size = 0
         self.sha256 = ""
         self.closed = False
@@ -201,9 +205,10 @@ class SealedWriter:
     def writable(self) -> bool:
         return True
 
-    def _emit(self, data: bytes | memoryview, *, final: bool) -> None:
+    def _emit(self, data: bytes | memoryview, *, final: bytes = b"") -> None:
+        """``final``: the plaintext's SHA-256, given with the last chunk only."""
         nonce = secrets.token_bytes(NONCE)
-        aad = CHUNK_AAD.pack(self.file_id, self._index, 1 if final else 0)
+        aad = CHUNK_AAD.pack(self.file_id, self._index, 1 if final else 0) + final
         # one write per chunk, straight to the file: a crash loses at most the chunk being filled
         _write_all(self._fd, [nonce, self._aead.encrypt(nonce, data, aad)])
         self._index += 1
@@ -213,8 +218,7 @@ class SealedWriter:
             raise ValueError("write to a closed sealed file")
         view = memoryview(data).cast("B")
         written = len(view)
-        if self._digest is not None:
-            self._digest.update(view)
+        self._digest.update(view)
         self.size += written
         if self._buffer:
             take = view[: CHUNK - len(self._buffer)]
@@ -222,10 +226,10 @@ class SealedWriter:
             view = view[len(take) :]
             if len(self._buffer) < CHUNK:
                 return written
-            self._emit(self._buffer, final=False)
+            self._emit(self._buffer)
             self._buffer = bytearray()
         while len(view) >= CHUNK:  # whole chunks straight from the caller's buffer
-            self._emit(view[:CHUNK], final=False)
+            self._emit(view[:CHUNK])
             view = view[CHUNK:]
         if view:
             self._buffer += view
@@ -237,11 +241,14 @@ class SealedWriter:
     def close(self) -> None:
         if self.closed:
             return
-        # the final chunk: what is left, possibly nothing
-        self._emit(self._buffer, final=True)
+        # the final chunk: what is left, possibly nothing, authenticated with the digest, which
+        # then goes into the header
+        digest = self._digest.digest()
+        self._emit(self._buffer, final=digest)
         self._buffer.clear()
+        os.pwrite(self._fd, digest, DIGEST_OFFSET)
         self._handle.close()
-        self.sha256 = self._digest.hexdigest() if self._digest is not None else ""
+        self.sha256 = digest.hex()
         self.closed = True
 
     def abort(self) -> None:
@@ -289,7 +296,9 @@ def is_sealed(path: str | Path) -> bool:
 
 class SealedReader:
     """Random access to a sealed file's plaintext: ``size``, ``read()``, ``seek()`` and
-    ``iter_range()`` (64 KiB at a time). Opening checks the key and the last chunk."""
+    ``iter_range()`` (64 KiB at a time). Opening checks the key and the last chunk, and with it
+    ``sealed_sha256``, the plaintext's SHA-256 as the writer computed it ("" for an unfinished
+    file)."""
 
     def __init__(
         self,
@@ -308,7 +317,7 @@ class SealedReader:
             header = os.pread(self._fd, HEADER.size, 0)
             if len(header) < HEADER.size or not header.startswith(MAGIC):
                 raise SealError(f"{self.path.name} is not a sealed file")
-            _magic, self.file_id, self.chunk_size, slot = HEADER.unpack(header)
+            _magic, self.file_id, self.chunk_size, self._digest, slot = HEADER.unpack(header)
             self._aead = _data_aead(slot, self.file_id, masters or known_masters())
             stat = os.fstat(self._fd)
             # this file as it is now: another file, or this one changed, is another identity
@@ -318,6 +327,7 @@ class SealedReader:
             if unfinished:
                 self.chunks = body // stride
                 self.size = self.chunks * self.chunk_size
+                self.sealed_sha256 = ""
             else:
                 self.chunks = max(1, -(-body // stride))
                 last = body - (self.chunks - 1) * stride - NONCE - TAG
@@ -325,8 +335,10 @@ class SealedReader:
                     raise SealError(f"{self.path.name} is cut short")
                 self.size = (self.chunks - 1) * self.chunk_size + last
                 if not _TAIL_CHECKED.get(self.identity):
-                    self._chunk(self.chunks - 1)  # a file cut at a chunk boundary fails here
+                    # a file cut at a chunk boundary, or a changed digest, fails here
+                    self._chunk(self.chunks - 1)
                     _TAIL_CHECKED.put(self.identity, True)
+                self.sealed_sha256 = self._digest.hex()
         except BaseException:
             self._handle.close()
             raise
@@ -340,6 +352,8 @@ class SealedReader:
     def _open_chunk(self, index: int, raw: bytes | memoryview) -> bytes:
         final = index == self.chunks - 1 and not self.unfinished
         aad = CHUNK_AAD.pack(self.file_id, index, 1 if final else 0)
+        if final:
+            aad += self._digest
         try:
             return self._aead.decrypt(raw[:NONCE], raw[NONCE:], aad)
         except InvalidTag as exc:
@@ -418,7 +432,7 @@ def rewrap(path: str | Path, *, masters: dict[bytes, MasterKey], to: MasterKey) 
         header = handle.read(HEADER.size)
         if len(header) < HEADER.size or not header.startswith(MAGIC):
             raise SealError(f"{Path(path).name} is not a sealed file")
-        _magic, file_id, _chunk, slot = HEADER.unpack(header)
+        _magic, file_id, _chunk, _digest, slot = HEADER.unpack(header)
         if slot[:8] == to.key_id:
             return False
         key = _unwrap(slot, file_id, masters)
@@ -432,4 +446,4 @@ def rewrap(path: str | Path, *, masters: dict[bytes, MasterKey], to: MasterKey) 
 def master_key_of(path: str | Path) -> str:
     with open(path, "rb") as handle:
         header = handle.read(HEADER.size)
-    return HEADER.unpack(header)[3][:8].hex()
+    return HEADER.unpack(header)[4][:8].hex()

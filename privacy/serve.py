@@ -1,63 +1,66 @@
 """Serving a sealed file: decrypted a chunk at a time as it is sent, with byte ranges.
 
-A whole-file response hashes what it sends and, if that is not the SHA-256 stored when the file
-was kept, stops before the last chunk: the client gets a short (failed) download, never a wrong
-file that looks complete. Once a process has sent a file whole and found its hash right, it does
-not hash that file again while it is unchanged (same inode, size, modification time and header,
-so also the same file id and data key): every chunk is still authenticated by AES-GCM, which
-already proves the content is what was sealed, and a file swapped for another sealed file is
-another identity and is hashed again."""
+Given the SHA-256 stored when the file was kept, a response checks it against the one sealed into
+the file before it sends anything: every chunk is authenticated by AES-GCM and the last chunk
+binds the sealed SHA-256, so equal hashes prove that this is the file the row was written with and
+not another sealed file put in its place; no byte of the file has to be hashed again. A file that
+does not match raises ``HashMismatch`` (a server error, reported), and nothing is sent.
+
+Under an ASGI server the plaintext is produced in a worker thread a batch at a time, so the event
+loop never decrypts and the file is never held whole in memory."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+from asgiref.sync import sync_to_async
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 
-from .sealed import Recent, SealedReader
+from .sealed import SealedReader
 
 logger = logging.getLogger(__name__)
 
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-# (file identity, SHA-256) -> True: served whole and found to match
-_HASH_MATCHED = Recent(1024)
+# what one hop to a worker thread produces for an ASGI server
+BATCH_BYTES = 1024 * 1024
 
 
 class HashMismatch(Exception):
     pass
 
 
-def _stream(
-    reader: SealedReader, start: int, end: int, expected_sha256: str | None
-) -> Iterator[bytes]:
-    matched = (reader.identity, expected_sha256)
-    if expected_sha256 and _HASH_MATCHED.get(matched):
-        expected_sha256 = None
-    digest = hashlib.sha256() if expected_sha256 else None
+def _stream(reader: SealedReader, start: int, end: int) -> Iterator[bytes]:
     try:
-        held: bytes | None = None
-        for data in reader.iter_range(start, end):
-            if held is not None:
-                yield held
-            if digest is not None:
-                digest.update(data)
-            held = data
-        if digest is not None and digest.hexdigest() != expected_sha256:
-            logger.error("sealed file %s does not match its stored SHA-256", reader.path.name)
-            raise HashMismatch(reader.path.name)
-        if digest is not None:
-            _HASH_MATCHED.put(matched, True)
-        if held is not None:
-            yield held
+        yield from reader.iter_range(start, end)
     finally:
         reader.close()
+
+
+def _take(parts: Iterator[bytes], limit: int) -> list[bytes]:
+    batch, size = [], 0
+    for part in parts:
+        batch.append(part)
+        size += len(part)
+        if size >= limit:
+            break
+    return batch
+
+
+class ThreadedStreamingResponse(StreamingHttpResponse):
+    """A streaming response over a synchronous iterator that an ASGI server gets a batch at a
+    time from a worker thread (Django's own fallback would first read the iterator whole into a
+    list). Served synchronously it is an ordinary StreamingHttpResponse."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        parts = iter(self.streaming_content)
+        take = sync_to_async(_take, thread_sensitive=False)
+        while batch := await take(parts, BATCH_BYTES):
+            for part in batch:
+                yield part
 
 
 def _disposition(filename: str, *, inline: bool) -> str:
@@ -77,11 +80,16 @@ def sealed_response(
     ranges: bool = False,
 ) -> HttpResponse:
     """The plaintext of the sealed file at ``path``; with ``ranges``, a single ``Range: bytes=``
-    request gets 206 (or 416), as video players ask for."""
+    request gets 206 (or 416), as video players ask for. With ``sha256``, only the file kept
+    with that hash is served."""
     try:
         reader = SealedReader(path)
     except FileNotFoundError as exc:
         raise Http404 from exc
+    if sha256 and reader.sealed_sha256 != sha256:
+        reader.close()
+        logger.error("sealed file %s does not match its stored SHA-256", Path(path).name)
+        raise HashMismatch(Path(path).name)
     size = reader.size
     start, end, status = 0, size, 200
     header = request.META.get("HTTP_RANGE", "") if ranges else ""
@@ -98,11 +106,8 @@ def sealed_response(
             response["Content-Range"] = f"bytes */{size}"
             return response
         status = 206
-    whole = status == 200
-    response = StreamingHttpResponse(
-        _stream(reader, start, end, sha256 if whole else None),
-        status=status,
-        content_type=content_type,
+    response = ThreadedStreamingResponse(
+        _stream(reader, start, end), status=status, content_type=content_type
     )
     response["Content-Length"] = str(end - start)
     if status == 206:

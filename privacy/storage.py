@@ -1,7 +1,8 @@
 """Django's storage for personal files: a FileSystemStorage whose files are sealed on disk.
 
 ``save()`` seals what it is given (a chunk at a time, never the whole file in memory) and
-``open()`` gives a file object reading the plaintext; ``size()`` is the plaintext size. Models
+``open()`` gives a file object reading the plaintext; ``size()`` is the plaintext size and
+``sha256()`` its hash, sealed into the file as it was saved (nothing is read again to know it). Models
 point their FileFields at it with ``storage=sealed_storage``."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class SealedStorage(FileSystemStorage):
         full.parent.mkdir(parents=True, exist_ok=True)
         if hasattr(content, "seek"):
             content.seek(0)
-        with SealedWriter(full, digest=False) as writer:
+        with SealedWriter(full) as writer:
             for chunk in content.chunks():
                 writer.write(chunk)
         if self.file_permissions_mode is not None:
@@ -36,6 +37,11 @@ class SealedStorage(FileSystemStorage):
     def size(self, name: str) -> int:
         with SealedReader(self.path(name)) as reader:
             return reader.size
+
+    def sha256(self, name: str) -> str:
+        """The SHA-256 of the plaintext, sealed into the file when it was saved."""
+        with SealedReader(self.path(name)) as reader:
+            return reader.sealed_sha256
 
 
 def sealed_storage() -> SealedStorage:

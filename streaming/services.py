@@ -6,7 +6,6 @@ and tells the room only after commit.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -152,9 +151,6 @@ def evidence_upload(
         )
     if content_type.startswith("image/"):
         _check_image(upload)
-    digest = hashlib.sha256()
-    for chunk in upload.chunks():
-        digest.update(chunk)
     upload.seek(0)
     title = " ".join((title or upload.name or "").split())[:EVIDENCE_TITLE_MAX] or _("Evidence")
     evidence = Evidence(
@@ -165,9 +161,10 @@ def evidence_upload(
         title=title,
         content_type=content_type,
         size=upload.size,
-        sha256=digest.hexdigest(),
     )
     evidence.file.save("evidence", upload, save=False)
+    # hashed as it was sealed, in the same pass over the upload
+    evidence.sha256 = evidence.file.storage.sha256(evidence.file.name)
     evidence.save()
     case_event_record(
         case=hearing.case,

@@ -117,6 +117,21 @@ def _fresh_cache():
 
 
 @pytest.fixture
+def end_leftover_db_sessions():
+    """For a test whose database work ran in the threads of an ASGI loop or request that has
+    ended: their connections (one per thread, reused from call to call, as in a server) stay open
+    until the process ends and would keep the test database from being dropped. End them."""
+    yield
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+@pytest.fixture
 def community(db) -> Community:
     return CommunityFactory()
 

@@ -4,8 +4,12 @@ clear on disk; the served file is the upload, byte for byte."""
 import hashlib
 import os
 import secrets
+import tracemalloc
+import warnings
 
 import pytest
+from asgiref.sync import async_to_sync
+from asgiref.testing import ApplicationCommunicator
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -14,7 +18,9 @@ from django.test import Client
 from mediation_room.agreements.models import Agreement
 from privacy.sealed import (
     CHUNK,
+    DIGEST_OFFSET,
     HEADER,
+    KEY_SLOT_OFFSET,
     NONCE,
     TAG,
     SealedReader,
@@ -52,6 +58,7 @@ def test_a_sealed_file_reads_back_whole_and_by_range_and_never_holds_the_plainte
             writer.write(data[at : at + 10_000])
 
     assert writer.sha256 == hashlib.sha256(data).hexdigest() and writer.size == size
+    assert path.read_bytes()[DIGEST_OFFSET : DIGEST_OFFSET + 32].hex() == writer.sha256
     with SealedWriter(tmp_path / "whole.bin") as whole:  # the same bytes in one write
         whole.write(data)
     with SealedReader(tmp_path / "whole.bin") as reader:
@@ -59,7 +66,7 @@ def test_a_sealed_file_reads_back_whole_and_by_range_and_never_holds_the_plainte
     stored = path.read_bytes()
     assert MARKER not in stored
     with SealedReader(path) as reader:
-        assert reader.size == size
+        assert reader.size == size and reader.sealed_sha256 == writer.sha256
         assert reader.read() == data
         for start, end in [(0, 1), (CHUNK - 3, CHUNK + 3), (size // 3, size), (size - 1, size)]:
             if 0 <= start < end <= size:
@@ -83,6 +90,10 @@ def _sealed(path, chunks: int) -> bytes:
     return data
 
 
+def _flip(stored: bytes, at: int) -> bytes:
+    return stored[:at] + bytes([stored[at] ^ 1]) + stored[at + 1 :]
+
+
 def test_reordered_truncated_or_altered_chunks_fail_authentication(media, tmp_path):
     path = tmp_path / "f.bin"
     _sealed(path, 3)
@@ -96,7 +107,8 @@ def test_reordered_truncated_or_altered_chunks_fail_authentication(media, tmp_pa
         "last chunk dropped": head + chunks[0] + chunks[1],
         "cut inside a chunk": stored[:-100],
         "a bit flipped": stored[:-50] + bytes([stored[-50] ^ 1]) + stored[-49:],
-        "key slot altered": stored[:40] + bytes([stored[40] ^ 1]) + stored[41:],
+        "key slot altered": _flip(stored, KEY_SLOT_OFFSET + 30),
+        "sealed hash altered": _flip(stored, DIGEST_OFFSET + 3),
     }
     for name, content in variants.items():
         path.write_bytes(content)
@@ -209,17 +221,13 @@ def test_uploaded_evidence_is_sealed_on_disk_and_served_byte_for_byte(client, ro
     assert hashlib.sha256(body).hexdigest() == evidence.sha256
 
 
-def test_an_evidence_file_that_no_longer_matches_its_hash_is_not_served_whole(
-    client, room, settings
-):
+def test_an_evidence_file_that_no_longer_matches_its_hash_is_not_served(client, room, settings):
     client.force_login(room["applicant"])
     response = client.post(
         f"/room/{room['hearing'].public_id}/evidence/",
         {"file": SimpleUploadedFile("bank.pdf", _pdf(200_000)), "title": "x"},
     )
     url = response.json()["url"]
-    # served whole and found right: later serves of the unchanged file need not hash it again
-    assert len(b"".join(client.get(url).streaming_content)) == 200_000
     assert len(b"".join(client.get(url).streaming_content)) == 200_000
 
     # the file swapped for another sealed file (its own key, so every chunk authenticates)
@@ -230,27 +238,25 @@ def test_an_evidence_file_that_no_longer_matches_its_hash_is_not_served_whole(
         writer.write(_pdf(200_000))
     os.replace(other, path)
     with pytest.raises(HashMismatch):
-        b"".join(client.get(url).streaming_content)
+        client.get(url)  # refused before a byte is sent
+    with pytest.raises(HashMismatch):
+        client.get(url, HTTP_RANGE="bytes=0-99")
+
+    # the sealed hash rewritten to the row's: the last chunk no longer authenticates
+    with open(path, "r+b") as handle:
+        handle.seek(DIGEST_OFFSET)
+        handle.write(bytes.fromhex(evidence.sha256))
+    with pytest.raises(SealError):
+        client.get(url)
 
     Evidence.objects.update(sha256="0" * 64)
-    served = client.get(url)
-    with pytest.raises(HashMismatch):
-        b"".join(served.streaming_content)
+    with pytest.raises((HashMismatch, SealError)):
+        client.get(url)
 
 
 def test_a_recording_is_served_with_byte_ranges(client, room, settings):
     data = _plain(3 * CHUNK + 1000)
-    path = settings.MEDIA_ROOT / "private" / "recordings" / "r.mp4"
-    with SealedWriter(path) as writer:
-        writer.write(data)
-    recording = Recording.objects.create(
-        hearing=room["hearing"],
-        file="private/recordings/r.mp4",
-        sha256=writer.sha256,
-        duration=1,
-        size=len(data),
-        started_at=room["hearing"].created_at,
-    )
+    recording = _recording(room, settings, data)
     url = f"/room/{room['hearing'].public_id}/recordings/{recording.public_id}/"
     client.force_login(room["applicant"])
 
@@ -264,6 +270,78 @@ def test_a_recording_is_served_with_byte_ranges(client, room, settings):
     tail = client.get(url, HTTP_RANGE="bytes=-100")
     assert b"".join(tail.streaming_content) == data[-100:]
     assert client.get(url, HTTP_RANGE=f"bytes={len(data)}-").status_code == 416
+
+
+def _recording(room, settings, data: bytes) -> Recording:
+    path = settings.MEDIA_ROOT / "private" / "recordings" / "r.mp4"
+    with SealedWriter(path) as writer:
+        writer.write(data)
+    return Recording.objects.create(
+        hearing=room["hearing"],
+        file="private/recordings/r.mp4",
+        sha256=writer.sha256,
+        duration=1,
+        size=len(data),
+        started_at=room["hearing"].created_at,
+    )
+
+
+# the ASGI handler gives each request a thread (and database connection) of its own
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("end_leftover_db_sessions")
+def test_under_asgi_a_recording_streams_a_batch_at_a_time_never_whole(client, room, settings):
+    from asgi import application
+
+    data = secrets.token_bytes(16 * 1024 * 1024)
+    recording = _recording(room, settings, data)
+    client.force_login(room["applicant"])
+    path = f"/room/{room['hearing'].public_id}/recordings/{recording.public_id}/"
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), (b"cookie", cookie.encode())],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+    async def run(*extra: tuple[bytes, bytes]) -> tuple[dict, list[int], bytes]:
+        communicator = ApplicationCommunicator(
+            application, {**scope, "headers": scope["headers"] + list(extra)}
+        )
+        await communicator.send_input({"type": "http.request", "body": b""})
+        start = await communicator.receive_output(10)
+        sizes, digest = [], hashlib.sha256()
+        while True:
+            message = await communicator.receive_output(10)
+            sizes.append(len(message.get("body", b"")))
+            digest.update(message.get("body", b""))
+            if not message.get("more_body"):
+                return start, sizes, digest.digest()
+
+    # a first request loads what every request needs (URLs, translations): not part of a file
+    assert async_to_sync(run)((b"range", b"bytes=0-99"))[0]["status"] == 206
+    tracemalloc.start()
+    try:
+        with warnings.catch_warnings():
+            # Django's fallback for a synchronous iterator reads it whole into a list first
+            warnings.filterwarnings("error", message=".*consume synchronous iterators.*")
+            start, sizes, digest = async_to_sync(run)()
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert start["status"] == 200, dict(start["headers"])
+    assert digest == hashlib.sha256(data).digest() and sum(sizes) == len(data)
+    assert len([size for size in sizes if size]) > 16
+    assert peak < len(data) // 4, f"{peak / 2**20:.1f} MiB held while serving 16 MiB"
 
 
 def test_seal_files_migrates_files_kept_in_clear(room, settings):

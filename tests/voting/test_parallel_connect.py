@@ -60,6 +60,7 @@ def _open_all_while_the_shared_thread_is_busy(paths: list[tuple[str, bytes]]) ->
     return async_to_sync(attempt)()
 
 
+@pytest.mark.usefixtures("end_leftover_db_sessions")
 def test_live_sockets_open_side_by_side_signed_in_or_not(settings, live_case):
     settings.MFA_REQUIRED_FOR_STAFF = True  # the staff check is on the path too
     hearing = live_case["hearing"]
@@ -72,18 +73,3 @@ def test_live_sockets_open_side_by_side_signed_in_or_not(settings, live_case):
     assert [f["type"] for f in frames] == ["welcome"] * (SIGNED_IN + ANONYMOUS)
     # the session was read: the signed-in viewers may comment, the others may not
     assert [f["can_comment"] for f in frames] == [True] * SIGNED_IN + [False] * ANONYMOUS
-
-
-@pytest.fixture(autouse=True)
-def _close_the_connections_the_finished_loop_left():
-    """The sockets' database work ran in the worker threads of a loop that has ended; their
-    connections (one per thread, reused from call to call, as in a server) stay open until the
-    process ends and would keep the test database from being dropped. End them."""
-    yield
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
