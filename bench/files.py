@@ -18,10 +18,16 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
+import http.client
 import os
 import secrets
+import shutil
+import signal
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cloudbench.settings")
 os.environ.setdefault("FILE_MASTER_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
 
+BENCH = Path(__file__).resolve().parent
 MB = 1024 * 1024
 # What a muxer hands its output: PyAV writes in blocks of about this size.
 MUX_WRITE = 32 * 1024
@@ -71,9 +78,155 @@ def _blocks(handle, length: int):
             yield block
 
 
+# --- over HTTP -------------------------------------------------------------------------------
+
+
+def start_server(root: Path) -> tuple[subprocess.Popen, int, object]:
+    """`cloudbench.serve` with one daphne process and no standby, serving bench/files_http.py
+    over the files under ``root``; the embedded settings (no database or Redis is touched)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["BENCH_FILES_ROOT"] = str(root)
+    env["PYTHONPATH"] = f"{BENCH}:{BENCH.parent}"
+    log = open(root / "server.log", "wb")  # noqa: SIM115 (closed by the caller)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cloudbench.serve", "--workers", "1", "--spares", "0"]
+        + ["-p", str(port), "--application", "files_http:application", "--", "-v", "0"],
+        cwd=BENCH.parent,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            HttpClient(port).get("/plain/files/none")
+            return server, port, log
+        except OSError:
+            if server.poll() is not None:
+                break
+            time.sleep(0.2)
+    stop_server(server)
+    raise RuntimeError((root / "server.log").read_text()[-3000:])
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def high_water_mark(server: subprocess.Popen) -> int:
+    """The largest resident size the daphne process under ``server`` has had (VmHWM), bytes."""
+    import psutil
+
+    (daphne,) = psutil.Process(server.pid).children()
+    for line in Path(f"/proc/{daphne.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM")
+
+
+class HttpClient:
+    """One keep-alive HTTP/1.1 connection; bodies read into a reused 1 MiB buffer."""
+
+    def __init__(self, port: int) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.buffer = bytearray(MB)
+
+    def get(self, path: str, headers: dict | None = None) -> tuple[int, int]:
+        self.connection.request("GET", path, headers=headers or {})
+        return self._read(self.connection.getresponse())
+
+    def post_file(self, path: str, name: str, data: bytes) -> tuple[int, int]:
+        boundary = "benchfiles" + secrets.token_hex(8)
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: application/pdf\r\n\r\n"
+        ).encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        self.connection.putrequest("POST", path)
+        self.connection.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+        self.connection.putheader("Content-Length", str(len(head) + len(data) + len(tail)))
+        self.connection.endheaders()
+        for part in (head, data, tail):
+            self.connection.send(part)
+        response = self.connection.getresponse()
+        return response.status, len(response.read())
+
+    def _read(self, response) -> tuple[int, int]:
+        total = 0
+        while read := response.readinto(self.buffer):
+            total += read
+        return response.status, total
+
+
+def http_measure(
+    client, measure, put, evidence, evidence_sha, recording, recording_sha, into
+) -> None:
+    """The same steps as in-process, as a client of the server sees them."""
+
+    def keep(kind: str) -> Callable[[], object]:
+        def run() -> None:
+            status, _ = client.post_file(f"/{kind}/keep/", "evidence.pdf", evidence)
+            assert status == 200, status
+
+        return run
+
+    def serve(kind: str, name: str, size: int, sha256: str = "", range_mb: int = 0):
+        def run() -> None:
+            url = f"/{kind}/files/{name}" + (f"?sha256={sha256}" if sha256 else "")
+            if not range_mb:
+                assert client.get(url) == (200, size)
+                return
+            step = range_mb * MB
+            for start in range(0, size, step):
+                end = min(size, start + step)
+                got = client.get(url, {"Range": f"bytes={start}-{end - 1}"})
+                assert got == (206, end - start), got
+
+        return run
+
+    over_http = {"into": into}
+    measure(
+        "10 MB evidence: keep (upload)", len(evidence), keep("plain"), keep("sealed"), **over_http
+    )
+    for label, name, data, sha, once in (
+        ("10 MB evidence: serve whole, first time", "h-e.pdf", evidence, evidence_sha, False),
+        ("10 MB evidence: serve whole again", "h-e2.pdf", evidence, evidence_sha, True),
+        ("100 MB recording: serve whole, first time", "h-r.mp4", recording, recording_sha, False),
+    ):
+        measure(
+            label,
+            len(data),
+            serve("plain", name, len(data)),
+            serve("sealed", name, len(data), sha),
+            put(name, data, once=once),
+            **over_http,
+        )
+    measure(
+        "100 MB recording: serve as 1 MB ranges",
+        len(recording),
+        serve("plain", "h-r.mp4", len(recording), range_mb=1),
+        serve("sealed", "h-r.mp4", len(recording), range_mb=1),
+        put("h-r.mp4", recording),
+        **over_http,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--no-http", dest="http", action="store_false", help="the storage layer in-process only"
+    )
     args = parser.parse_args()
 
     import django
@@ -82,15 +235,17 @@ def main() -> None:
     from django.conf import settings
     from django.core.files.base import ContentFile
     from django.core.files.storage import FileSystemStorage
-    from django.http import FileResponse, StreamingHttpResponse
     from django.test import RequestFactory
+    from files_http import plain_response
 
     from privacy.sealed import SealedWriter
-    from privacy.serve import RANGE, _disposition, sealed_response
+    from privacy.serve import sealed_response
     from privacy.storage import SealedStorage
 
     root = Path(tempfile.mkdtemp(prefix="bench-files-"))
     settings.MEDIA_ROOT = root
+    for kind in ("plain", "sealed"):
+        (root / kind).mkdir()
     plain_store, sealed_store = FileSystemStorage(location=root), SealedStorage(location=root)
     factory = RequestFactory()
     evidence = secrets.token_bytes(10 * MB)
@@ -98,6 +253,7 @@ def main() -> None:
     recording = secrets.token_bytes(100 * MB)
     recording_sha = hashlib.sha256(recording).hexdigest()
     rows: list[tuple[str, float, float, float, int, int]] = []
+    http_rows: list[tuple[str, float, float, float, int, int]] = []
     load_before = os.getloadavg()
 
     def keep_evidence(sealed: bool) -> Callable[[], object]:
@@ -140,28 +296,10 @@ def main() -> None:
 
         return run
 
-    def plain_range(request, path: Path):
-        """What serving recordings in clear with ranges takes: the same parsing of the Range
-        header and the same response headers as privacy.serve, without the decryption."""
-        match = RANGE.match(request.META.get("HTTP_RANGE", "").strip())
-        handle = open(path, "rb")  # noqa: SIM115 (closed by the generator)
-        size = os.fstat(handle.fileno()).st_size
-        start, end = int(match[1]), min(size, int(match[2]) + 1)
-        handle.seek(start)
-        response = StreamingHttpResponse(_blocks(handle, end - start), status=206)
-        response["Content-Type"] = "video/mp4"
-        response["Content-Length"] = str(end - start)
-        response["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        response["Accept-Ranges"] = "bytes"
-        response["Content-Disposition"] = _disposition(path.name, inline=True)
-        response["X-Content-Type-Options"] = "nosniff"
-        response["Cache-Control"] = "private, no-store"
-        return response
-
     def serve(
         name: str, sealed: bool, size: int, range_mb: int = 0, sha256: str | None = None
     ) -> Callable[[], object]:
-        path = root / f"{'sealed' if sealed else 'plain'}-{name}"
+        path = root / ("sealed" if sealed else "plain") / name
 
         def run() -> None:
             if not range_mb:
@@ -175,7 +313,7 @@ def main() -> None:
                         sha256=sha256,
                     )
                 else:
-                    response = FileResponse(open(path, "rb"), content_type="video/mp4")  # noqa: SIM115
+                    response = plain_response(factory.get("/"), path)
                 assert _consume(response) == size
                 return
             step = range_mb * MB
@@ -187,27 +325,30 @@ def main() -> None:
                         request, path, content_type="video/mp4", filename=name, ranges=True
                     )
                     _consume(response)
-                else:  # a range-aware view over the clear file: seek, stream the range
-                    _consume(plain_range(request, path))
+                else:  # the same response over the clear file: seek, stream the range
+                    _consume(plain_response(request, path))
 
         return run
 
-    def measure(label: str, size: int, plain: Callable, sealed: Callable, setup=None) -> None:
+    def measure(
+        label: str, size: int, plain: Callable, sealed: Callable, setup=None, *, into=rows
+    ) -> None:
         times = {"plain": [], "sealed": []}
-        peaks = {}
+        peaks = {"plain": 0, "sealed": 0}
         for _ in range(args.rounds):
             for kind, fn in (("plain", plain), ("sealed", sealed)):
                 if setup:
                     setup(kind)
                 times[kind].append(_timed(fn))
         for kind, fn in (("plain", plain), ("sealed", sealed)):
-            if setup:
-                setup(kind)
-            peaks[kind] = _peak(fn)
+            if into is rows:  # the heap of this process: what serving in it holds
+                if setup:
+                    setup(kind)
+                peaks[kind] = _peak(fn)
         plain_s, sealed_s = statistics.median(times["plain"]), statistics.median(times["sealed"])
         # the least disturbed run of each: on a loaded machine the closer to what it costs
         best = min(times["sealed"]) / min(times["plain"])
-        rows.append(
+        into.append(
             (
                 label,
                 size / MB / plain_s,
@@ -225,7 +366,7 @@ def main() -> None:
         kept: set[str] = set()
 
         def setup(kind: str) -> None:
-            path = root / f"{kind}-{name}"
+            path = root / kind / name
             if once and kind in kept:
                 return
             kept.add(kind)
@@ -279,6 +420,23 @@ def main() -> None:
         put("r.mp4", recording),
     )
 
+    server_memory = ""
+    if args.http:
+        server, port, log = start_server(root)
+        try:
+            client = HttpClient(port)
+            high_water_start = high_water_mark(server)
+            http_measure(
+                client, measure, put, evidence, evidence_sha, recording, recording_sha, http_rows
+            )
+            server_memory = (
+                f"server (one daphne process) resident high-water mark: "
+                f"{high_water_start / MB:.0f} MB before, {high_water_mark(server) / MB:.0f} MB after"
+            )
+        finally:
+            stop_server(server)
+            log.close()
+
     load_after = os.getloadavg()
     print(
         f"median of {args.rounds} rounds, plain and sealed interleaved in each round; "
@@ -298,10 +456,17 @@ def main() -> None:
             f"{label:42} {plain:11.0f} {sealed:12.0f} {plain / sealed:6.2f} {best:5.2f} "
             f"{peak_plain / 1024:9.0f}KB {peak_sealed / 1024:10.0f}KB"
         )
+    if http_rows:
+        print()
+        print(
+            "over HTTP: cloudbench.serve on 127.0.0.1, one keep-alive connection (bench/files_http.py)"
+        )
+        print(f"{'':42} {'plain MB/s':>11} {'sealed MB/s':>12} {'ratio':>6} {'best':>5}")
+        for label, plain, sealed, best, _peak_plain, _peak_sealed in http_rows:
+            print(f"{label:42} {plain:11.0f} {sealed:12.0f} {plain / sealed:6.2f} {best:5.2f}")
+        print(server_memory)
     print("ratio: sealed time / plain time, of the medians; best: of the fastest run of each")
-    for path in root.iterdir():
-        path.unlink()
-    root.rmdir()
+    shutil.rmtree(root)
 
 
 if __name__ == "__main__":

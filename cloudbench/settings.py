@@ -285,7 +285,11 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
-FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# The largest request body the web server takes (cloudbench.webserver refuses a larger one with
+# 413; nginx's client_max_body_size says the same). Bodies up to it are held in memory, never in
+# a temporary file: an upload is a personal file (evidence), and on disk it would be in clear.
+REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", 12 * 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
 
 # --- security -------------------------------------------------------------------------------------
 HTTPS = env_bool("HTTPS", False)

@@ -10,6 +10,17 @@ when nothing is waiting in its buffer (otherwise behind what is waiting, through
 
 Applications that do not find the extension (plain `daphne`, the test client) use `send`.
 
+Request bodies stay in memory: Twisted writes a body of 100 kB or more to a temporary file, which
+for an evidence upload would put a personal file on disk in clear. A body over
+``REQUEST_BODY_MAX_BYTES`` (what nginx lets through in front) is refused with 413 as soon as its
+length says so, and the connection is closed, so memory stays bounded without nginx too.
+
+Response bodies are flow-controlled: daphne writes each ``http.response.body`` into Twisted's
+buffer and returns at once, so a streamed download (a recording) to a slow client would pile up
+in this process's memory as fast as the application produces it. Here the application's `send`
+of a body part that has more to follow waits while the connection's write buffer is full
+(Twisted's producer interface: paused above its buffer size, resumed once it has drained).
+
 Started by `cloudbench.serve`, the process also talks to its launcher over a Unix socket (the
 descriptor named by ``CLOUDBENCH_CONTROL_FD``): it says ``ready`` once it accepts on the shared
 listening socket. A standby (``CLOUDBENCH_STANDBY=1``) starts up the same but does not accept
@@ -25,6 +36,7 @@ reconnect at once, to a process that still accepts), lets running requests finis
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import socket
@@ -32,8 +44,10 @@ import sys
 import time
 
 from daphne.cli import CommandLineInterface
+from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
+from django.conf import settings
 from twisted.internet import protocol as twisted_protocol
 from twisted.internet import reactor
 from twisted.internet.endpoints import serverFromString
@@ -133,7 +147,80 @@ class _Control(twisted_protocol.Protocol):
         self.server.drain()
 
 
+BODY_FLOW = "cloudbench.body_flow"
+
+
+class BodyFlow:
+    """A streamed response body as a Twisted push producer (IPushProducer's three methods, which
+    is all `registerProducer` asks of one): paused while its connection's write
+    buffer is full, resumed once it has drained, stopped when the connection is lost (the
+    application's later sends are then dropped by daphne)."""
+
+    def __init__(self) -> None:
+        self._open = asyncio.Event()
+        self._open.set()
+
+    def pauseProducing(self) -> None:  # noqa: N802 - Twisted's name
+        self._open.clear()
+
+    def resumeProducing(self) -> None:  # noqa: N802 - Twisted's name
+        self._open.set()
+
+    def stopProducing(self) -> None:  # noqa: N802 - Twisted's name
+        self._open.set()
+
+    async def writable(self) -> None:
+        await self._open.wait()
+
+
+class InMemoryBodyRequest(WebRequest):
+    """daphne's request, its body held in memory and bounded (see the module's docstring)."""
+
+    refused = False
+
+    def gotLength(self, length) -> None:  # noqa: N802 - Twisted's name
+        self.content = io.BytesIO()
+        self.body_limit = settings.REQUEST_BODY_MAX_BYTES
+        if length is not None and length > self.body_limit:
+            self._refuse()
+
+    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 - Twisted's name
+        if self.refused:
+            return
+        if self.content.tell() + len(data) > self.body_limit:  # a chunked body that grew too big
+            self._refuse()
+            return
+        self.content.write(data)
+
+    def _refuse(self) -> None:
+        self.refused = True
+        self.content = io.BytesIO()
+        body = f"The request is larger than {self.body_limit // (1024 * 1024)} MB.\n".encode()
+        transport = self.channel.transport
+        transport.write(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+        )
+        transport.loseConnection()
+
+
+class InMemoryBodyHTTPFactory(HTTPFactory):
+    def buildProtocol(self, addr):  # noqa: N802 - Twisted's name
+        channel = super().buildProtocol(addr)
+        channel.requestFactory = InMemoryBodyRequest
+        return channel
+
+
 class WebServer(Server):
+    # daphne's run() makes its HTTP factory by assigning this attribute: ours is put in its place
+    @property
+    def http_factory(self) -> HTTPFactory:
+        return self._http_factory
+
+    @http_factory.setter
+    def http_factory(self, daphnes: HTTPFactory) -> None:
+        self._http_factory = InMemoryBodyHTTPFactory(daphnes.server)
+
     def run(self):
         self.ports = []
         self.draining_since: float | None = None
@@ -149,6 +236,25 @@ class WebServer(Server):
     def listen_success(self, port):
         self.ports.append(port)
         return super().listen_success(port)
+
+    async def handle_reply(self, protocol, message):
+        if message.get("type") != "http.response.body":
+            return await super().handle_reply(protocol, message)
+        details = self.connections.get(protocol)
+        if details is None or details.get("disconnected"):
+            return None
+        flow = details.get(BODY_FLOW)
+        if not message.get("more_body", False):
+            if flow is not None:
+                protocol.unregisterProducer()
+                del details[BODY_FLOW]
+            return await super().handle_reply(protocol, message)
+        if flow is None:
+            flow = details[BODY_FLOW] = BodyFlow()
+            protocol.registerProducer(flow, True)
+        await super().handle_reply(protocol, message)
+        await flow.writable()
+        return None
 
     def create_application(self, protocol, scope):
         if scope.get("type") == "websocket":

@@ -1,0 +1,125 @@
+"""`cloudbench.webserver` and HTTP bodies: a request body is held in memory (never in a
+temporary file, where an upload would lie in clear) and bounded; a streamed response waits for a
+slow client instead of piling up in the process."""
+
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from django.conf import settings
+
+from tests.e2e.conftest import _free_port
+
+MIB = 1024 * 1024
+LIMIT = 4 * MIB
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = _free_port()
+    (tmp_path / "tmp").mkdir()
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cloudbench.webserver", "-b", "127.0.0.1", "-p", str(port)]
+        + ["tests.body_app:application"],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "REQUEST_BODY_MAX_BYTES": str(LIMIT), "TMPDIR": str(tmp_path / "tmp")},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "server.log"
+            ).read_text()
+            time.sleep(0.1)
+    yield process, port
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()
+
+
+def _post(port: int, headers: dict) -> http.client.HTTPConnection:
+    """A POST to /upload whose headers are sent; the body is the caller's to send."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    connection.putrequest("POST", "/upload")
+    for name, value in headers.items():
+        connection.putheader(name, value)
+    connection.endheaders()
+    return connection
+
+
+def _files_open_by(pid: int) -> list[str]:
+    return [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir() if fd.exists()]
+
+
+def test_an_upload_is_held_in_memory_not_in_a_temporary_file(server, tmp_path):
+    process, port = server
+    body = os.urandom(3 * MIB)
+    connection = _post(port, {"Content-Length": len(body)})
+    connection.send(body[: 2 * MIB])  # the server holds two thirds of it now
+    time.sleep(0.5)
+    opened = _files_open_by(process.pid)
+    connection.send(body[2 * MIB :])
+    response = connection.getresponse()
+
+    assert response.status == 200
+    answer = json.loads(response.read())
+    assert answer == {"length": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    # Twisted would have put a body this size in an unlinked file in TMPDIR
+    in_tmp = [f for f in opened if f.startswith(str(tmp_path / "tmp")) or "(deleted)" in f]
+    assert not in_tmp, opened
+
+
+def test_a_body_over_the_limit_is_refused_by_its_length_and_a_growing_one_when_it_passes(server):
+    _process, port = server
+    response = _post(port, {"Content-Length": LIMIT + 1}).getresponse()  # no byte of it sent
+    assert response.status == 413 and b"larger than 4 MB" in response.read()
+
+    connection = _post(port, {"Transfer-Encoding": "chunked"})
+    chunk = os.urandom(MIB)
+    sent = 0
+    with contextlib.suppress(OSError):  # the server closes once it is too long
+        for _ in range(16):
+            connection.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            sent += 1
+    assert sent < 16
+    with contextlib.suppress(OSError):  # the answer, unless the reset arrived first
+        assert connection.getresponse().status == 413
+
+    connection = _post(port, {"Content-Length": LIMIT})
+    connection.send(bytes(LIMIT))
+    assert connection.getresponse().status == 200  # the limit itself is allowed
+
+
+def test_a_streamed_response_waits_for_a_slow_client(server):
+    process, port = server
+    before = psutil.Process(process.pid).memory_info().rss
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+    sock.settimeout(20)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(b"GET /stream/64 HTTP/1.1\r\nHost: x\r\n\r\n")
+    received = len(sock.recv(MIB))
+    time.sleep(1.5)  # the client reads nothing; the application could have sent it all by now
+    held = psutil.Process(process.pid).memory_info().rss - before
+    while chunk := sock.recv(MIB):
+        received += len(chunk)
+        if received >= 64 * MIB:
+            break
+
+    assert held < 16 * MIB, f"{held / MIB:.0f} MiB piled up for a client that read nothing"
+    assert received >= 64 * MIB
