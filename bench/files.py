@@ -1,17 +1,24 @@
 """Figures for personal files at rest: what encryption costs to keep and to serve a file.
 
-For a 10 MB evidence upload and a 100 MB recording, each stored and then served whole (and the
-recording also as 1 MB range requests, as a video player asks), in clear (Django's
-FileSystemStorage and FileResponse, what the platform did before) and sealed (privacy.sealed:
-AES-256-GCM, 64 KiB chunks; served whole with the stored SHA-256 checked, as the routes do).
-"first time": the file is stored again before each timing, so nothing about it is cached in the
-process; "again": the same file served repeatedly (the hash was checked by the first serve).
-Plain and sealed alternate within each round, so both see the same load; the load average is
-printed. Reported: throughput (MB/s), ratio = sealed time / plain time, and the peak Python memory
-while serving (tracemalloc), which shows that files are streamed, not loaded whole.
-No database is needed.
+For a 10 MB evidence upload and a 100 MB recording, each kept (its SHA-256 known) and then served
+whole with the stored SHA-256 checked (the recording also as 1 MB range requests, as a video
+player asks), in clear (FileSystemStorage, the upload hashed in a pass of its own, the file
+streamed in 64 KiB blocks) and sealed (privacy.sealed: AES-256-GCM in 64 KiB chunks, hashed as it
+is sealed; served by privacy.serve.sealed_response, as the routes do). Two sections:
 
-    python bench/files.py [--rounds 5]
+- in-process: the storage layer alone, its responses consumed in this process. The plain path
+  is a copy out of the page cache, so this shows what the cryptography itself costs per byte;
+  the peak Python heap (tracemalloc) shows that nothing is loaded whole;
+- over HTTP: the same, as a client sees it: `cloudbench.serve` (one daphne process, the
+  project's settings and middleware) serving bench/files_http.py on 127.0.0.1, one keep-alive
+  connection; the server's resident high-water mark is printed before and after.
+
+"first time": the file is stored again before each timing, so nothing about it is cached in the
+serving process; "again": the same file served repeatedly. Plain and sealed alternate within each
+round, so both see the same load; the load average is printed. Reported: throughput (MB/s) and
+ratio = sealed time / plain time. Neither a database nor Redis is needed.
+
+    python bench/files.py [--rounds 5] [--no-http]
 """
 
 from __future__ import annotations
@@ -66,16 +73,6 @@ def _consume(response) -> int:
         total += len(block)
     response.close()
     return total
-
-
-def _blocks(handle, length: int):
-    with handle:
-        while length > 0:
-            block = handle.read(min(64 * 1024, length))
-            if not block:
-                return
-            length -= len(block)
-            yield block
 
 
 # --- over HTTP -------------------------------------------------------------------------------
