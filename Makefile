@@ -58,7 +58,8 @@ lint:
 test: install-test services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_EAGER=1 \
+	# against the server's own database, which always exists (the suite's are made by pytest)
+	DATABASE_URL=$(dir $(TEST_DATABASE_URL))postgres REDIS_URL=$(TEST_REDIS_URL) CELERY_EAGER=1 \
 		$(BIN)/python manage.py makemigrations --check --dry-run
 	export DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_EAGER=1; \
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" --durations=15 $(PYTEST_ARGS); parallel=$$?; \
