@@ -107,6 +107,17 @@ def django_db_setup(django_db_setup, django_db_blocker):
     post_migrate.disconnect(dispatch_uid="tests.after_flush_or_migrate")
     post_migrate.connect(create_contenttypes)
     post_migrate.connect(create_permissions, dispatch_uid=auth_uid)
+    # Database work that ran in threads of an ASGI loop, request or Celery worker that has ended
+    # left those threads' connections open (one per thread, reused as in a server): they would
+    # keep the test database from being dropped. End them before it is.
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
 
 
 @pytest.fixture(autouse=True)
@@ -114,21 +125,6 @@ def _fresh_cache():
     # Rate-limit counters live in the cache (Redis under test): start every test from zero.
     cache.clear()
     yield
-
-
-@pytest.fixture
-def end_leftover_db_sessions():
-    """For a test whose database work ran in the threads of an ASGI loop or request that has
-    ended: their connections (one per thread, reused from call to call, as in a server) stay open
-    until the process ends and would keep the test database from being dropped. End them."""
-    yield
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
 
 
 @pytest.fixture

@@ -288,7 +288,6 @@ def _recording(room, settings, data: bytes) -> Recording:
 
 # the ASGI handler gives each request a thread (and database connection) of its own
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("end_leftover_db_sessions")
 def test_under_asgi_a_recording_streams_a_batch_at_a_time_never_whole(client, room, settings):
     from asgi import application
 

@@ -60,7 +60,6 @@ def _open_all_while_the_shared_thread_is_busy(paths: list[tuple[str, bytes]]) ->
     return async_to_sync(attempt)()
 
 
-@pytest.mark.usefixtures("end_leftover_db_sessions")
 def test_live_sockets_open_side_by_side_signed_in_or_not(settings, live_case):
     settings.MFA_REQUIRED_FOR_STAFF = True  # the staff check is on the path too
     hearing = live_case["hearing"]
