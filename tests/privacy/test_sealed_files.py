@@ -30,6 +30,7 @@ from privacy.sealed import (
 )
 from privacy.serve import HashMismatch
 from streaming.models import Evidence, Recording
+from tests.asgi_http import http_scope
 from tests.factories import UserFactory, advance, make_case, make_expert
 
 from .conftest import new_master_key
@@ -296,20 +297,7 @@ def test_under_asgi_a_recording_streams_a_batch_at_a_time_never_whole(client, ro
     client.force_login(room["applicant"])
     path = f"/room/{room['hearing'].public_id}/recordings/{recording.public_id}/"
     cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1"), (b"cookie", cookie.encode())],
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = http_scope(path, headers=[(b"cookie", cookie.encode())])
 
     async def run(*extra: tuple[bytes, bytes]) -> tuple[dict, list[int], bytes]:
         communicator = ApplicationCommunicator(

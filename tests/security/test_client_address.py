@@ -10,6 +10,7 @@ from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
 
 from cloudbench.client_address import ProxyHeadersMiddleware, client_address
+from tests.asgi_http import http_scope
 
 PROXY = "10.9.0.2"
 
@@ -94,24 +95,12 @@ def _lookup_status(peer: str, forwarded_for: str) -> bytes:
     """One look-up through the whole ASGI application, as daphne hands it over."""
     from asgi import application
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/lookup/",
-        "raw_path": b"/lookup/",
-        "query_string": b"tracking_number=LP20260101-0001&last_four=1234",
-        "root_path": "",
-        "headers": [
-            (b"host", b"127.0.0.1"),
-            (b"accept-language", b"en"),
-            (b"x-forwarded-for", forwarded_for.encode()),
-        ],
-        "client": (peer, 40000),
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = http_scope(
+        "/lookup/",
+        query=b"tracking_number=LP20260101-0001&last_four=1234",
+        headers=[(b"accept-language", b"en"), (b"x-forwarded-for", forwarded_for.encode())],
+        client=(peer, 40000),
+    )
 
     async def run() -> bytes:
         communicator = ApplicationCommunicator(application, scope)
