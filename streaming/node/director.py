@@ -779,16 +779,15 @@ def _recording_facts(path: Path) -> dict[str, Any]:
     sealed = is_sealed(path)
     if sealed:
         finish_unfinished(path)
-    digest = hashlib.sha256()
-    if sealed:
         with SealedReader(path) as reader:
-            for chunk in reader.iter_range():
-                digest.update(chunk)
+            sha256 = reader.sealed_sha256  # hashed as it was sealed again
     else:
+        digest = hashlib.sha256()
         with path.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
-    path.with_name(path.name + ".sha256").write_text(f"{digest.hexdigest()}  {path.name}\n")
+        sha256 = digest.hexdigest()
+    path.with_name(path.name + ".sha256").write_text(f"{sha256}  {path.name}\n")
     duration = 0.0
     try:
         with (
@@ -807,7 +806,7 @@ def _recording_facts(path: Path) -> dict[str, Any]:
     except ValueError:
         started = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
     return {
-        "sha256": digest.hexdigest(),
+        "sha256": sha256,
         "size": path.stat().st_size,
         "duration": duration,
         "started_at": started,
