@@ -29,7 +29,8 @@ Reading is built for serving: the unwrapped data key of a recently opened file i
 process (keyed by the key slot and the master key that unwrapped it, so a changed master key
 unwraps again), and so is the fact that a file's last chunk authenticated (keyed by the file's
 inode, size and modification time): a player's range requests on one recording pay for neither
-again. Chunks are read several at a time with ``os.pread`` and decrypted from a memoryview.
+again. Chunks are read several at a time with ``os.preadv`` into a buffer the reader keeps and
+decrypted from a memoryview of it.
 
 Rotating the master key rewrites only the key slot of the header (the master id, nonce and wrapped
 key), never the content.
@@ -343,6 +344,7 @@ class SealedReader:
             self._handle.close()
             raise
         self._position = 0
+        self._buffer = bytearray(READ_CHUNKS * self._stride)
         self.closed = False
 
     @property
@@ -375,7 +377,10 @@ class SealedReader:
         index = first
         while index <= last:
             count = min(READ_CHUNKS, last - index + 1)
-            raw = memoryview(os.pread(self._fd, count * stride, HEADER.size + index * stride))
+            # into the reader's own buffer: a fresh 256 KiB object for every read would be mapped
+            # and unmapped by the allocator each time, and fault in page by page
+            read = os.preadv(self._fd, [self._buffer], HEADER.size + index * stride)
+            raw = memoryview(self._buffer)[: min(read, count * stride)]
             if -(-len(raw) // stride) < count:  # the file shrank since it was opened
                 raise SealError(f"{self.path.name} is cut short")
             for at in range(0, len(raw), stride):
