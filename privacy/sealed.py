@@ -21,8 +21,8 @@ fail authentication; the last chunk is checked whenever a file is opened, so a f
 chunk boundary fails too, and so does a header whose sha256 was changed. The sha256 a reader
 reports is therefore the one the writer computed over exactly these chunks: comparing it with the
 hash a database row stored when the file was kept tells whether this is that row's file (not
-another sealed file put in its place) without reading the file again. Any chunk can be decrypted on its own, which is what range requests need.
-A writer emits each whole chunk as soon as it has it; a file whose length is a multiple of the
+another sealed file put in its place) without reading the file again. Any chunk can be decrypted
+on its own, which is what range requests need. A writer emits each whole chunk as soon as it has it; a file whose length is a multiple of the
 chunk size therefore ends with an empty final chunk (nonce and tag only).
 
 Reading is built for serving: the unwrapped data key of a recently opened file is kept in the
@@ -64,7 +64,7 @@ DIGEST_OFFSET = KEY_SLOT_OFFSET - 32
 NO_DIGEST = bytes(32)
 CHUNK_AAD = struct.Struct(">16sQB")
 STRIDE = CHUNK + NONCE + TAG
-READ_CHUNKS = 4  # chunks fetched by one pread when serving (256 KiB)
+READ_CHUNKS = 4  # chunks fetched by one read when serving (256 KiB)
 
 
 class SealError(Exception):
@@ -328,7 +328,6 @@ class SealedReader:
             if unfinished:
                 self.chunks = body // stride
                 self.size = self.chunks * self.chunk_size
-                self.sealed_sha256 = ""
             else:
                 self.chunks = max(1, -(-body // stride))
                 last = body - (self.chunks - 1) * stride - NONCE - TAG
@@ -339,17 +338,20 @@ class SealedReader:
                     # a file cut at a chunk boundary, or a changed digest, fails here
                     self._chunk(self.chunks - 1)
                     _TAIL_CHECKED.put(self.identity, True)
-                self.sealed_sha256 = self._digest.hex()
         except BaseException:
             self._handle.close()
             raise
         self._position = 0
-        self._buffer = bytearray(READ_CHUNKS * self._stride)
+        self._buffer: bytearray | None = None  # for iter_range, made on its first read
         self.closed = False
 
     @property
     def path(self) -> Path:
         return Path(self._path)
+
+    @property
+    def sealed_sha256(self) -> str:
+        return "" if self.unfinished else self._digest.hex()
 
     def _open_chunk(self, index: int, raw: bytes | memoryview) -> bytes:
         final = index == self.chunks - 1 and not self.unfinished
@@ -379,6 +381,8 @@ class SealedReader:
             count = min(READ_CHUNKS, last - index + 1)
             # into the reader's own buffer: a fresh 256 KiB object for every read would be mapped
             # and unmapped by the allocator each time, and fault in page by page
+            if self._buffer is None:
+                self._buffer = bytearray(READ_CHUNKS * stride)
             read = os.preadv(self._fd, [self._buffer], HEADER.size + index * stride)
             raw = memoryview(self._buffer)[: min(read, count * stride)]
             if -(-len(raw) // stride) < count:  # the file shrank since it was opened

@@ -27,7 +27,6 @@ from tests.e2e.conftest import (  # noqa: F401  (fixtures used by the tests here
     browser,
 )
 from tests.faults.redis_server import REDIS_SERVER, PrivateRedis
-from tests.waits import wait_for  # noqa: F401  (imported from here by the fault tests)
 
 
 @pytest.fixture

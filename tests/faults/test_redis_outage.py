@@ -14,8 +14,9 @@ from accounts import services as accounts_services
 from accounts.models import Channel, Notification, SmsOutboxMessage
 from tests.factories import UserFactory, advance, make_case
 from tests.faults.celery_broker import celery_broker
-from tests.faults.conftest import cookie_for, wait_for, worker_env
+from tests.faults.conftest import cookie_for, worker_env
 from tests.faults.live_client import LiveClient
+from tests.waits import wait_for
 from voting.models import Comment
 
 pytestmark = [pytest.mark.faults, pytest.mark.worker]

@@ -7,8 +7,9 @@ import pytest
 from accounts import services
 from accounts.models import Channel, Notification
 from tests.faults.celery_broker import celery_broker
-from tests.faults.conftest import wait_for, worker_env
+from tests.faults.conftest import worker_env
 from tests.faults.gateway import Gateway
+from tests.waits import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.worker]
 
