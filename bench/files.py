@@ -11,14 +11,17 @@ is sealed; served by privacy.serve.sealed_response, as the routes do). Two secti
   the peak Python heap (tracemalloc) shows that nothing is loaded whole;
 - over HTTP: the same, as a client sees it: `cloudbench.serve` (one daphne process, the
   project's settings and middleware) serving bench/files_http.py on 127.0.0.1, one keep-alive
-  connection; the server's resident high-water mark is printed before and after.
+  connection; the server's resident high-water mark is printed before and after;
+- over HTTPS through the shipped nginx (docker/nginx.conf.template with TLS, in front of the
+  same server), the path a resident's phone takes; when nginx is installed.
 
-"first time": the file is stored again before each timing, so nothing about it is cached in the
-serving process; "again": the same file served repeatedly. Plain and sealed alternate within each
-round, so both see the same load; the load average is printed. Reported: throughput (MB/s) and
-ratio = sealed time / plain time. Neither a database nor Redis is needed.
+"first time": the file is stored again (and synced to the disk) before each timing, so nothing
+about it is cached in the serving process; "again": the same file served repeatedly. Plain and
+sealed alternate within each round, each going first in every other round, so both see the same
+load; the load average is printed. Reported: throughput (MB/s) and ratio = sealed time / plain
+time. Neither a database nor Redis is needed.
 
-    python bench/files.py [--rounds 5] [--no-http]
+    python bench/files.py [--rounds 5] [--no-http] [--no-nginx]
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -131,11 +135,71 @@ def high_water_mark(server: subprocess.Popen) -> int:
     raise RuntimeError("no VmHWM")
 
 
-class HttpClient:
-    """One keep-alive HTTP/1.1 connection; bodies read into a reused 1 MiB buffer."""
+def start_nginx(root: Path, upstream: int) -> tuple[subprocess.Popen, int]:
+    """The shipped nginx in front of the bench server: docker/nginx.conf.template rendered by
+    docker/render.py as the deployment test renders it (TLS with a certificate made now), its
+    HTTPS port on 127.0.0.1 proxying to ``upstream``."""
+    from tests.deploy.stack import DOCKER, self_signed
+    from tests.e2e.conftest import _free_port
 
-    def __init__(self, port: int) -> None:
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    base = root / "nginx"
+    (base / "tmp").mkdir(parents=True)
+    cert, key = self_signed(base)
+    port = _free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DOMAIN": "127.0.0.1",
+        "HTTP_LISTEN": f"127.0.0.1:{_free_port()}",
+        "HTTPS_LISTEN": f"127.0.0.1:{port}",
+        "WEB_UPSTREAM": f"127.0.0.1:{upstream}",
+        "HLS_ROOT": str(base),
+        "STATIC_ROOT": str(base),
+        "TLS_CERTIFICATE": str(cert),
+        "TLS_CERTIFICATE_KEY": str(key),
+        "NGINX_PID": str(base / "nginx.pid"),
+        "NGINX_ERROR_LOG": str(base / "error.log"),
+        "NGINX_ACCESS_LOG": str(base / "access.log"),
+        "NGINX_TEMP": str(base / "tmp"),
+    }
+    conf = base / "nginx.conf"
+    subprocess.run(
+        [sys.executable, str(DOCKER / "render.py"), str(DOCKER / "nginx.conf.template"), str(conf)],
+        check=True,
+        env=env,
+    )
+    nginx = subprocess.Popen(
+        ["nginx", "-c", str(conf), "-e", str(base / "error.log"), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            HttpClient(port, tls=True).get("/plain/files/none")
+            return nginx, port
+        except OSError:
+            if nginx.poll() is not None:
+                break
+            time.sleep(0.2)
+    stop_server(nginx)
+    raise RuntimeError((base / "error.log").read_text()[-3000:])
+
+
+class HttpClient:
+    """One keep-alive HTTP/1.1 connection (with ``tls``, HTTPS, the certificate not checked);
+    bodies read into a reused 1 MiB buffer."""
+
+    def __init__(self, port: int, *, tls: bool = False) -> None:
+        if tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            self.connection = http.client.HTTPSConnection(
+                "127.0.0.1", port, timeout=60, context=context
+            )
+        else:
+            self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         self.buffer = bytearray(MB)
 
     def get(self, path: str, headers: dict | None = None) -> tuple[int, int]:
@@ -224,6 +288,12 @@ def main() -> None:
     parser.add_argument(
         "--no-http", dest="http", action="store_false", help="the storage layer in-process only"
     )
+    parser.add_argument(
+        "--no-nginx",
+        dest="nginx",
+        action="store_false",
+        help="no section through the shipped nginx with TLS (it runs when nginx is installed)",
+    )
     args = parser.parse_args()
 
     import django
@@ -251,6 +321,7 @@ def main() -> None:
     recording_sha = hashlib.sha256(recording).hexdigest()
     rows: list[tuple[str, float, float, float, int, int]] = []
     http_rows: list[tuple[str, float, float, float, int, int]] = []
+    nginx_rows: list[tuple[str, float, float, float, int, int]] = []
     load_before = os.getloadavg()
 
     def keep_evidence(sealed: bool) -> Callable[[], object]:
@@ -332,8 +403,9 @@ def main() -> None:
     ) -> None:
         times = {"plain": [], "sealed": []}
         peaks = {"plain": 0, "sealed": 0}
-        for _ in range(args.rounds):
-            for kind, fn in (("plain", plain), ("sealed", sealed)):
+        for round_ in range(args.rounds):
+            order = (("plain", plain), ("sealed", sealed))
+            for kind, fn in order if round_ % 2 == 0 else order[::-1]:
                 if setup:
                     setup(kind)
                 times[kind].append(_timed(fn))
@@ -373,6 +445,13 @@ def main() -> None:
             else:
                 with SealedWriter(path) as writer:
                     writer.write(data)
+            # on the disk before it is timed: the kernel's writeback of a just-written 100 MB
+            # file otherwise lands in whichever serve comes next
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
         return setup
 
@@ -426,6 +505,21 @@ def main() -> None:
             http_measure(
                 client, measure, put, evidence, evidence_sha, recording, recording_sha, http_rows
             )
+            if args.nginx and shutil.which("nginx"):
+                nginx, nginx_port = start_nginx(root, port)
+                try:
+                    http_measure(
+                        HttpClient(nginx_port, tls=True),
+                        measure,
+                        put,
+                        evidence,
+                        evidence_sha,
+                        recording,
+                        recording_sha,
+                        nginx_rows,
+                    )
+                finally:
+                    stop_server(nginx)
             server_memory = (
                 f"server (one daphne process) resident high-water mark: "
                 f"{high_water_start / MB:.0f} MB before, {high_water_mark(server) / MB:.0f} MB after"
@@ -436,7 +530,7 @@ def main() -> None:
 
     load_after = os.getloadavg()
     print(
-        f"median of {args.rounds} rounds, plain and sealed interleaved in each round; "
+        f"median of {args.rounds} rounds, plain and sealed alternating in each round; "
         "peak = Python heap while doing it (tracemalloc)"
     )
     print(
@@ -462,6 +556,17 @@ def main() -> None:
         for label, plain, sealed, best, _peak_plain, _peak_sealed in http_rows:
             print(f"{label:42} {plain:11.0f} {sealed:12.0f} {plain / sealed:6.2f} {best:5.2f}")
         print(server_memory)
+    if nginx_rows:
+        print()
+        print(
+            "over HTTPS through the shipped nginx (docker/nginx.conf.template, TLS, HTTP/1.1 "
+            "client) to the same server"
+        )
+        print(f"{'':42} {'plain MB/s':>11} {'sealed MB/s':>12} {'ratio':>6} {'best':>5}")
+        for label, plain, sealed, best, _peak_plain, _peak_sealed in nginx_rows:
+            print(f"{label:42} {plain:11.0f} {sealed:12.0f} {plain / sealed:6.2f} {best:5.2f}")
+    elif args.http and args.nginx:
+        print("\n(no nginx on this machine: the section through the shipped nginx is skipped)")
     print("ratio: sealed time / plain time, of the medians; best: of the fastest run of each")
     shutil.rmtree(root)
 
