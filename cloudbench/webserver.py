@@ -206,6 +206,13 @@ class InMemoryBodyRequest(WebRequest):
 
     refused = False
 
+    def __init__(self, *args, **kwargs) -> None:
+        # daphne hands the application the body as it came; Twisted's own parse of a form
+        # submission into `request.args`, which daphne never reads, would copy an upload three
+        # more times (its body, then the email parser's payload and decoded part)
+        kwargs["parsePOSTFormSubmission"] = False
+        super().__init__(*args, **kwargs)
+
     def gotLength(self, length) -> None:  # noqa: N802 - Twisted's name
         self.content = io.BytesIO()
         self.body_limit = settings.REQUEST_BODY_MAX_BYTES
