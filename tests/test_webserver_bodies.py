@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -24,16 +25,16 @@ MIB = 1024 * 1024
 LIMIT = 4 * MIB
 
 
-@pytest.fixture
-def server(tmp_path):
+@contextlib.contextmanager
+def _web_server(tmp_path: Path, application: str, env: dict) -> Iterator[tuple]:
+    """`python -m cloudbench.webserver` serving ``application`` on a free port."""
     port = _free_port()
-    (tmp_path / "tmp").mkdir()
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", "cloudbench.webserver", "-b", "127.0.0.1", "-p", str(port)]
-        + ["tests.body_app:application"],
+        + [application],
         cwd=settings.BASE_DIR,
-        env={**os.environ, "REQUEST_BODY_MAX_BYTES": str(LIMIT), "TMPDIR": str(tmp_path / "tmp")},
+        env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -47,10 +48,20 @@ def server(tmp_path):
                 tmp_path / "server.log"
             ).read_text()
             time.sleep(0.1)
-    yield process, port
-    process.terminate()
-    process.wait(timeout=10)
-    log.close()
+    try:
+        yield process, port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "REQUEST_BODY_MAX_BYTES": str(LIMIT), "TMPDIR": str(tmp_path / "tmp")}
+    with _web_server(tmp_path, "tests.body_app:application", env) as running:
+        yield running
 
 
 def _post(port: int, headers: dict) -> http.client.HTTPConnection:
@@ -130,7 +141,6 @@ def test_a_streamed_response_waits_for_a_slow_client(server):
 def evidence_server(tmp_path):
     """The web server with bench/files_http.py's application: evidence kept as the route keeps
     it (in memory, through Django's multipart parser, sealed), with the project's settings."""
-    port = _free_port()
     root = tmp_path / "files"
     for kind in ("plain", "sealed"):
         (root / kind).mkdir(parents=True)
@@ -138,29 +148,8 @@ def evidence_server(tmp_path):
     env = {**os.environ, "BENCH_FILES_ROOT": str(root), "PYTHONPATH": f"{bench}:{bench.parent}"}
     for name in ("MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES"):
         env.pop(name, None)
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cloudbench.webserver", "-b", "127.0.0.1", "-p", str(port)]
-        + ["files_http:application"],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, (
-                tmp_path / "server.log"
-            ).read_text()
-            time.sleep(0.1)
-    yield process, port
-    process.terminate()
-    process.wait(timeout=10)
-    log.close()
+    with _web_server(tmp_path, "files_http:application", env) as running:
+        yield running
 
 
 def _keep(connection: http.client.HTTPConnection, data: bytes) -> dict:
