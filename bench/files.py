@@ -101,17 +101,24 @@ def start_server(root: Path) -> tuple[subprocess.Popen, int, object]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 60
+    _answering(server, HttpClient, port, 60, root / "server.log")
+    return server, port, log
+
+
+def _answering(process: subprocess.Popen, client, port: int, within: float, log: Path) -> None:
+    """Wait until ``process`` answers an HTTP request on ``port``; else stop it and raise with
+    the end of its log."""
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
-            HttpClient(port).get("/plain/files/none")
-            return server, port, log
+            client(port).get("/plain/files/none")
+            return
         except OSError:
-            if server.poll() is not None:
+            if process.poll() is not None:
                 break
             time.sleep(0.2)
-    stop_server(server)
-    raise RuntimeError((root / "server.log").read_text()[-3000:])
+    stop_server(process)
+    raise RuntimeError(log.read_text()[-3000:])
 
 
 def stop_server(server: subprocess.Popen) -> None:
@@ -173,17 +180,8 @@ def start_nginx(root: Path, upstream: int) -> tuple[subprocess.Popen, int]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            HttpClient(port, tls=True).get("/plain/files/none")
-            return nginx, port
-        except OSError:
-            if nginx.poll() is not None:
-                break
-            time.sleep(0.2)
-    stop_server(nginx)
-    raise RuntimeError((base / "error.log").read_text()[-3000:])
+    _answering(nginx, lambda p: HttpClient(p, tls=True), port, 20, base / "error.log")
+    return nginx, port
 
 
 class HttpClient:
