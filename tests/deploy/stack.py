@@ -6,6 +6,7 @@ Celery worker and beat), against the test database and this run's Redis database
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from tests.e2e.conftest import ARTIFACTS, _database_url, _free_port
+from tests.e2e.conftest import ARTIFACTS, _database_url
 
 ROOT = Path(settings.BASE_DIR)
 DOCKER = ROOT / "docker"
@@ -36,11 +37,26 @@ def port_range() -> tuple[int, int] | None:
     return low, high
 
 
+def below_ephemeral() -> tuple[int, int]:
+    """The ports under the kernel's ephemeral range, which it never hands out by itself (a bind
+    to port 0, the local end of an outgoing connection). A port free there stays free until the
+    stack binds it, whatever the tests beside it do meanwhile; one from the ephemeral range can
+    be taken in between by any connection the machine opens (it was, and `serve` could not
+    bind)."""
+    try:
+        first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first = 32768
+    return 10000, max(11000, first - 1)
+
+
 def free_tcp_ports(count: int) -> list[int]:
-    """`count` ports free for TCP on 127.0.0.1, from ``DEPLOY_PORTS`` when it is set."""
+    """`count` ports free for TCP on 127.0.0.1: from ``DEPLOY_PORTS`` when it is set, else from
+    below the ephemeral range, starting at a random place (runs on one machine keep apart)."""
     span = port_range()
     if span is None:
-        return [_free_port() for _ in range(count)]
+        low, high = below_ephemeral()
+        span = (random.randrange(low, high - 500), high)
     ports = []
     for port in range(span[0], span[1] + 1):
         with socket.socket() as sock:
@@ -51,14 +67,18 @@ def free_tcp_ports(count: int) -> list[int]:
         ports.append(port)
         if len(ports) == count:
             return ports
-    raise RuntimeError(f"no {count} free TCP ports in DEPLOY_PORTS={span}")
+    raise RuntimeError(f"no {count} free TCP ports in {span}")
 
 
 def free_udp_range(size: int) -> tuple[int, int]:
     """A run of `size` ports free for UDP on 127.0.0.1 (coturn's relay range): the top of
-    ``DEPLOY_PORTS`` when it is set."""
+    ``DEPLOY_PORTS`` when it is set, else from below the ephemeral range."""
     span = port_range()
-    bases = range(40000, 60000, size + 7) if span is None else [span[1] + 1 - size]
+    if span is None:  # below the ephemeral range too: ICE's UDP sockets beside take from there
+        low, high = below_ephemeral()
+        bases = range(random.randrange(low, high - 2000), high - size, size + 7)
+    else:
+        bases = [span[1] + 1 - size]
     for base in bases:
         socks = []
         try:
