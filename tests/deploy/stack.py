@@ -6,7 +6,7 @@ Celery worker and beat), against the test database and this run's Redis database
 from __future__ import annotations
 
 import os
-import random
+import secrets
 import shutil
 import signal
 import socket
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from tests.e2e.conftest import ARTIFACTS, _database_url
+from tests.e2e.conftest import ARTIFACTS, _database_url, below_ephemeral
 
 ROOT = Path(settings.BASE_DIR)
 DOCKER = ROOT / "docker"
@@ -37,26 +37,13 @@ def port_range() -> tuple[int, int] | None:
     return low, high
 
 
-def below_ephemeral() -> tuple[int, int]:
-    """The ports under the kernel's ephemeral range, which it never hands out by itself (a bind
-    to port 0, the local end of an outgoing connection). A port free there stays free until the
-    stack binds it, whatever the tests beside it do meanwhile; one from the ephemeral range can
-    be taken in between by any connection the machine opens (it was, and `serve` could not
-    bind)."""
-    try:
-        first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        first = 32768
-    return 10000, max(11000, first - 1)
-
-
 def free_tcp_ports(count: int) -> list[int]:
     """`count` ports free for TCP on 127.0.0.1: from ``DEPLOY_PORTS`` when it is set, else from
     below the ephemeral range, starting at a random place (runs on one machine keep apart)."""
     span = port_range()
     if span is None:
         low, high = below_ephemeral()
-        span = (random.randrange(low, high - 500), high)
+        span = (low + secrets.randbelow(high - low - 500), high)
     ports = []
     for port in range(span[0], span[1] + 1):
         with socket.socket() as sock:
@@ -76,7 +63,7 @@ def free_udp_range(size: int) -> tuple[int, int]:
     span = port_range()
     if span is None:  # below the ephemeral range too: ICE's UDP sockets beside take from there
         low, high = below_ephemeral()
-        bases = range(random.randrange(low, high - 2000), high - size, size + 7)
+        bases = range(low + secrets.randbelow(high - low - 2000), high - size, size + 7)
     else:
         bases = [span[1] + 1 - size]
     for base in bases:

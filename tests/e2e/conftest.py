@@ -4,6 +4,7 @@ Playwright. Tests that use these see what a resident's browser sees."""
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -42,10 +43,33 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts" / "screenshots"
 
 
+def below_ephemeral() -> tuple[int, int]:
+    """The ports under the kernel's ephemeral range, which it never hands out by itself (a bind
+    to port 0, the local end of an outgoing connection). A port found free there stays free
+    until the test's server binds it, whatever the tests beside it do meanwhile; one from the
+    ephemeral range can be taken in between by any connection the machine opens (it was: the
+    deployment test's web server could not bind its port)."""
+    try:
+        first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first = 32768
+    return 10000, max(11000, first - 1)
+
+
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port free on 127.0.0.1, for a server a test starts: a random one from below the
+    ephemeral range (`secrets`, so that workers whose `random` is seeded alike do not pick
+    alike)."""
+    low, high = below_ephemeral()
+    for _ in range(1000):
+        port = low + secrets.randbelow(high - low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free TCP port in {low}-{high}")
 
 
 def _database_url() -> str:
