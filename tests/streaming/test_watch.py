@@ -323,8 +323,9 @@ def test_the_end_of_the_session_ends_the_broadcast_and_keeps_the_replay_with_con
             hearing=hearing, actor=hearing.case.expert, agreed=True
         )
         ended = await states_until(communicator, lambda m: m["state"] == "ended")
-        for _ in range(100):
-            if hearing.public_id not in get_station().broadcasts:
+        # the replay is known once the broadcast has stopped (its last segment written)
+        for _ in range(400):
+            if get_station().replays.get(hearing.public_id):
                 break
             await asyncio.sleep(0.05)
         await communicator.disconnect()

@@ -188,6 +188,9 @@ class BroadcastStation:
         self._announce(public_id)
         await asyncio.sleep(ENDED_GRACE_SECONDS)
         self.broadcasts.pop(public_id, None)
+        # ended from here on, while the broadcast stops: a watch page opened meanwhile is told
+        # so, and does not open it again
+        self.replays[public_id] = None
         facts = self.facts.pop(public_id, None)
         for key in [k for k in self._taps if k[0] == public_id]:
             self._taps.pop(key)[1].stop()
