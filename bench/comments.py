@@ -21,12 +21,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import multiprocessing as mp
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -128,13 +130,26 @@ def prepare(posters: int) -> dict:
 # --- the server ----------------------------------------------------------------------------------
 
 
+@functools.cache
+def log_dir() -> Path:
+    """This run's directory for the logs of the processes it starts (two runs never share a
+    file); printed when it is made."""
+    path = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    print(f"logs of the server processes in {path}", flush=True)
+    return path
+
+
+def server_log(mode: str) -> Path:
+    return log_dir() / f"server-{mode}.log"
+
+
 def start_server(mode: str, port: int, processes: int) -> subprocess.Popen:
     """The web server as production runs it: `cloudbench.serve` with `processes` daphne
     processes on one listening socket."""
     e = env()
     e["BENCH_MODE"] = mode
     # The server's output goes to a file: a pipe nobody reads fills up and blocks the server.
-    log = open(f"/tmp/bench-comments-server-{mode}.log", "wb")  # noqa: SIM115
+    log = open(server_log(mode), "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -15,7 +15,8 @@ Prints comments lost and shown twice (per viewer, over every comment the server 
 viewers that did not come back, for each fault the distribution of per-viewer gaps (time
 without a working socket: p50 / p95 / max), the longest silence between two comments any viewer
 saw, and whether the members got their media back. serve's log (with the times each process
-started, was ready, took over, drained) is SERVER_LOG.
+started, was ready, took over, drained) is server-batched.log in the run's log directory, which
+is printed at the start.
 Target: 0 lost, 0 twice, 0 not back, longest gap under 10 s after a crash, under 2 s in a deploy.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/cb_bench_soak \\
@@ -45,7 +46,6 @@ import comments  # noqa: E402  bench/comments.py: database, server and fixture h
 from loopback import keep_media_on_loopback  # noqa: E402
 
 POSTERS = 20
-SERVER_LOG = "/tmp/bench-comments-server-batched.log"  # bench/comments.py start_server
 REDIS_DOWN = 5.0
 # the faults, at these shares of the duration
 FAULTS = [(0.2, "crash"), (0.4, "redis"), (0.6, "crash"), (0.8, "deploy")]
@@ -80,7 +80,7 @@ def soak_env(redis_url: str) -> None:
 def start_media_node() -> subprocess.Popen:
     """The media node as production runs it: its own process on the channel layer (the web
     processes do not start one). A web restart does not restart it."""
-    log = open("/tmp/bench-soak-media.log", "wb")  # noqa: SIM115
+    log = open(comments.log_dir() / "media-node.log", "wb")  # noqa: SIM115
     return subprocess.Popen(
         [sys.executable, "manage.py", "medianode"],
         cwd=ROOT,
@@ -143,11 +143,11 @@ def wait_for_standbys(count: int) -> None:
     meant to find them ready, as in a server that has been up for a while."""
     give_up = time.monotonic() + 300
     while time.monotonic() < give_up:
-        lines = Path(SERVER_LOG).read_text(errors="replace").splitlines()
+        lines = comments.server_log("batched").read_text(errors="replace").splitlines()
         if sum("standby (pid" in line and "ready after" in line for line in lines) >= count:
             return
         time.sleep(0.5)
-    raise SystemExit(f"the standbys did not start: see {SERVER_LOG}")
+    raise SystemExit(f"the standbys did not start: see {comments.server_log('batched')}")
 
 
 async def finish(tasks: list[asyncio.Future], within: float = 60.0) -> None:
