@@ -545,24 +545,27 @@ def main() -> None:
             f"{label:42} {plain:11.0f} {sealed:12.0f} {plain / sealed:6.2f} {best:5.2f} "
             f"{peak_plain / 1024:9.0f}KB {peak_sealed / 1024:10.0f}KB"
         )
-    if http_rows:
+
+    def print_client_rows(title: str, client_rows: list) -> None:
         print()
-        print(
-            "over HTTP: cloudbench.serve on 127.0.0.1, one keep-alive connection (bench/files_http.py)"
-        )
+        print(title)
         print(f"{'':42} {'plain MB/s':>11} {'sealed MB/s':>12} {'ratio':>6} {'best':>5}")
-        for label, plain, sealed, best, _peak_plain, _peak_sealed in http_rows:
+        for label, plain, sealed, best, _peak_plain, _peak_sealed in client_rows:
             print(f"{label:42} {plain:11.0f} {sealed:12.0f} {plain / sealed:6.2f} {best:5.2f}")
+
+    if http_rows:
+        print_client_rows(
+            "over HTTP: cloudbench.serve on 127.0.0.1, one keep-alive connection "
+            "(bench/files_http.py)",
+            http_rows,
+        )
         print(server_memory)
     if nginx_rows:
-        print()
-        print(
+        print_client_rows(
             "over HTTPS through the shipped nginx (docker/nginx.conf.template, TLS, HTTP/1.1 "
-            "client) to the same server"
+            "client) to the same server",
+            nginx_rows,
         )
-        print(f"{'':42} {'plain MB/s':>11} {'sealed MB/s':>12} {'ratio':>6} {'best':>5}")
-        for label, plain, sealed, best, _peak_plain, _peak_sealed in nginx_rows:
-            print(f"{label:42} {plain:11.0f} {sealed:12.0f} {plain / sealed:6.2f} {best:5.2f}")
     elif args.http and args.nginx:
         print("\n(no nginx on this machine: the section through the shipped nginx is skipped)")
     print("ratio: sealed time / plain time, of the medians; best: of the fastest run of each")

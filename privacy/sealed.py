@@ -22,8 +22,9 @@ chunk boundary fails too, and so does a header whose sha256 was changed. The sha
 reports is therefore the one the writer computed over exactly these chunks: comparing it with the
 hash a database row stored when the file was kept tells whether this is that row's file (not
 another sealed file put in its place) without reading the file again. Any chunk can be decrypted
-on its own, which is what range requests need. A writer emits each whole chunk as soon as it has it; a file whose length is a multiple of the
-chunk size therefore ends with an empty final chunk (nonce and tag only).
+on its own, which is what range requests need. A writer emits each whole chunk as soon as it has
+it; a file whose length is a multiple of the chunk size therefore ends with an empty final chunk
+(nonce and tag only).
 
 Reading is built for serving: the unwrapped data key of a recently opened file is kept in the
 process (keyed by the key slot and the master key that unwrapped it, so a changed master key

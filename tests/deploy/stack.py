@@ -21,7 +21,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from tests.e2e.conftest import ARTIFACTS, _database_url, below_ephemeral
+from tests.e2e.conftest import ARTIFACTS, _database_url, _free_port, below_ephemeral
 
 ROOT = Path(settings.BASE_DIR)
 DOCKER = ROOT / "docker"
@@ -38,12 +38,15 @@ def port_range() -> tuple[int, int] | None:
 
 
 def free_tcp_ports(count: int) -> list[int]:
-    """`count` ports free for TCP on 127.0.0.1: from ``DEPLOY_PORTS`` when it is set, else from
-    below the ephemeral range, starting at a random place (runs on one machine keep apart)."""
+    """`count` ports free for TCP on 127.0.0.1: from ``DEPLOY_PORTS`` when it is set, else
+    `_free_port`'s (from below the ephemeral range)."""
     span = port_range()
     if span is None:
-        low, high = below_ephemeral()
-        span = (low + secrets.randbelow(high - low - 500), high)
+        ports: list[int] = []
+        while len(ports) < count:
+            if (port := _free_port()) not in ports:
+                ports.append(port)
+        return ports
     ports = []
     for port in range(span[0], span[1] + 1):
         with socket.socket() as sock:
@@ -54,7 +57,7 @@ def free_tcp_ports(count: int) -> list[int]:
         ports.append(port)
         if len(ports) == count:
             return ports
-    raise RuntimeError(f"no {count} free TCP ports in {span}")
+    raise RuntimeError(f"no {count} free TCP ports in DEPLOY_PORTS={span}")
 
 
 def free_udp_range(size: int) -> tuple[int, int]:
