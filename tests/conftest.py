@@ -23,10 +23,6 @@ os.environ["ICE_HOST_ADDRESSES"] = LOOPBACK
 settings.ICE_HOST_ADDRESSES = [LOOPBACK]
 confine_host_addresses()  # this process's peers: the node's and the tests' own
 
-# WhiteNoise looks at STATIC_ROOT when a test module builds the ASGI application at import, before
-# the session's collectstatic (below) has run: the folder exists from the start.
-Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
-
 # Test databases are cloned from a migrated template once one run has migrated (tests/template_db.py).
 template_db.install()
 # Transactional tests end with DELETE rather than TRUNCATE (tests/fast_flush.py).
@@ -54,8 +50,7 @@ def _static_sources_stamp() -> str:
     return digest.hexdigest()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _collected_static_files():
+def _collect_static_files() -> None:
     """Pages name static files by their hashed names from collectstatic's manifest, as in
     production: collect them (into STATIC_ROOT, which the test servers inherit) unless the last
     collection was of these very sources, as for the second xdist worker and the serial group."""
@@ -71,6 +66,11 @@ def _collected_static_files():
         stamp.unlink(missing_ok=True)
         call_command("collectstatic", interactive=False, verbosity=0)
         stamp.write_text(sources)
+
+
+# Before any test module is imported: a module that builds the ASGI application at import has
+# WhiteNoise index STATIC_ROOT then, and a server forked from this process later serves that index.
+_collect_static_files()
 
 
 @pytest.fixture(scope="session")

@@ -283,7 +283,7 @@ class Stack:
         self.render()
         py = sys.executable
         # What the image's build step collects: a copy of this run's collection, made by the same
-        # `collectstatic` from the same sources (tests/conftest.py, `_collected_static_files`),
+        # `collectstatic` from the same sources (tests/conftest.py, `_collect_static_files`),
         # here where nginx's workers may read it.
         shutil.copytree(settings.STATIC_ROOT, self.static_root, dirs_exist_ok=True)
         self.add("coturn", ["turnserver", "-c", str(self.rendered / "turnserver.conf")])

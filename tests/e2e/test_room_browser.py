@@ -21,7 +21,8 @@ REMOTE_TIME = """() => Math.max(0, ...[...document.querySelectorAll('video.remot
 
 
 def _application():
-    # static files under their hashed names, collected for the session, served by WhiteNoise
+    # static files under their hashed names, collected before the tests were imported
+    # (tests/conftest.py), served by WhiteNoise
     from channels.routing import get_default_application
 
     return get_default_application()
