@@ -31,7 +31,7 @@ from django.views.decorators.csrf import csrf_exempt  # noqa: E402
 
 from privacy.serve import RANGE, ThreadedStreamingResponse, sealed_response  # noqa: E402
 from privacy.storage import SealedStorage  # noqa: E402
-from privacy.uploads import keep_uploads_in_memory  # noqa: E402
+from privacy.uploads import seal_uploads  # noqa: E402
 
 ROOT = Path(os.environ.get("BENCH_FILES_ROOT", "/nonexistent"))
 STORES = {
@@ -79,9 +79,11 @@ def plain_response(request: HttpRequest, file: Path) -> HttpResponse:
 def keep(request: HttpRequest, kind: str) -> HttpResponse:
     if kind not in STORES or request.method != "POST":
         raise Http404
-    keep_uploads_in_memory(request)
-    upload = request.FILES["file"]
     store = STORES[kind]
+    if kind == "sealed":  # as the evidence route takes it
+        seal_uploads(request, storage=store)
+    # in clear, Django's own handlers: in memory (FILE_UPLOAD_MAX_MEMORY_SIZE is above 10 MB)
+    upload = request.FILES["file"]
     if kind == "sealed":
         name = store.save("evidence.pdf", upload)
         sha256 = store.sha256(name)  # hashed as it was sealed

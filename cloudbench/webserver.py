@@ -213,6 +213,18 @@ class InMemoryBodyRequest(WebRequest):
         kwargs["parsePOSTFormSubmission"] = False
         super().__init__(*args, **kwargs)
 
+    def process(self):
+        processing = super().process()
+        processing.addBoth(self._let_go_of_the_body)
+        return processing
+
+    def _let_go_of_the_body(self, result):
+        # daphne has queued the body for the application, in pieces of its own, by the time its
+        # `process` ends: holding it here as well would keep one more copy of an upload for as
+        # long as the request lasts
+        self.content = io.BytesIO()
+        return result
+
     def gotLength(self, length) -> None:  # noqa: N802 - Twisted's name
         self.content = io.BytesIO()
         self.body_limit = settings.REQUEST_BODY_MAX_BYTES

@@ -20,7 +20,8 @@ agreement, its versions, signatures and ledger entry are kept: they are the reco
 A case under a legal hold (a coordinator's, or the one placed when judicial confirmation is
 requested) is skipped until the hold is lifted. What was done is written to the case's audit
 trail as a ``retention_applied`` event. Not tied to a case: sign-in code messages, the demo text
-outbox and the access log itself, each counted from when it was written.
+outbox and the access log itself, each counted from when it was written, and sealed uploads that a
+request cut off left in the incoming folder (privacy.uploads), after a day.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from voting.models import Comment, RoomEvent
 
 from .models import AccessLog, LegalHold, RetentionRun
 from .services import legal_hold_place
+from .uploads import sweep_incoming
 
 CASE_KINDS = (
     "evidence",
@@ -210,6 +212,7 @@ def _unbound(now: datetime) -> dict[str, int]:
         created_at__lt=now - _days("sms_log")
     ).delete()[0]
     done["access_log"] = AccessLog.objects.filter(at__lt=now - _days("access_log")).delete()[0]
+    done["unfinished_uploads"] = sweep_incoming(now=now.timestamp())
     return {k: v for k, v in done.items() if v}
 
 

@@ -14,7 +14,7 @@ from cloudbench.errors import DomainError
 from privacy.access import log_access
 from privacy.models import AccessKind
 from privacy.serve import sealed_response
-from privacy.uploads import keep_uploads_in_memory
+from privacy.uploads import seal_uploads
 
 from . import selectors, services
 from .models import Evidence, Recording
@@ -84,8 +84,8 @@ def room_page(request: HttpRequest, public_id: str) -> HttpResponse:
 @login_required
 @require_POST
 def evidence_upload_view(request: HttpRequest, public_id: str) -> JsonResponse:
-    # refuse an oversized body before Django reads it; what is accepted stays in memory until
-    # it is sealed, never spooled to a temporary file in clear
+    # refuse an oversized body before Django reads it; what is accepted is sealed as it is read,
+    # never held whole or spooled to a temporary file in clear
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -99,7 +99,7 @@ def evidence_upload_view(request: HttpRequest, public_id: str) -> JsonResponse:
             },
             status=413,
         )
-    keep_uploads_in_memory(request)
+    seal_uploads(request)
     return _evidence_upload(request, public_id)
 
 
