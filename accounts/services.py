@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import timedelta
+from functools import partial
 
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -12,11 +14,15 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from cloudbench.logs import is_connection_failure
+
 from .models import Channel, Community, Membership, Notification, Role, User
 from .sms import get_backend
 
 # Kinds whose body is a secret: it is wiped from the delivery log once the message has gone out.
 SECRET_KINDS = {"login_code", "signing_code"}
+
+logger = logging.getLogger(__name__)
 
 
 def _dedupe(key: str) -> str:
@@ -68,12 +74,26 @@ def notification_send(
             notification.sent_at = timezone.now()
             notification.save(update_fields=["status", "sent_at", "updated_at"])
         else:
-            from .tasks import deliver_notification
-
-            # robust: with the broker down the row stays queued and the resend sweep
-            # (notifications_resend_stale) hands it to a worker later; the caller's work stands.
-            transaction.on_commit(lambda: deliver_notification.delay(notification.pk), robust=True)
+            # robust: the caller's work stands whatever happens to the hand-over
+            transaction.on_commit(partial(_hand_to_worker, notification.pk), robust=True)
     return notification
+
+
+def _hand_to_worker(notification_id: int) -> None:
+    """With the broker down the row stays queued and the resend sweep
+    (notifications_resend_stale) hands it to a worker later: one line in the log says so."""
+    from .tasks import deliver_notification
+
+    try:
+        deliver_notification.delay(notification_id)
+    except Exception as exc:
+        if not is_connection_failure(exc):
+            raise
+        logger.warning(
+            "notification %s stays queued until the resend sweep: the broker is unreachable (%s)",
+            notification_id,
+            exc,
+        )
 
 
 def notifications_resend_stale(*, older_than: timedelta) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -131,6 +132,46 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
+        return True
+
+
+def is_connection_failure(exc: BaseException | None) -> bool:
+    """Whether ``exc`` says a service (Redis, the broker) could not be reached."""
+    if exc is None:
+        return False
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(exc, OSError | RedisConnectionError | RedisTimeoutError | OperationalError)
+
+
+class OutageFilter(logging.Filter):
+    """For a logger that reports a service it cannot reach once a second, with a traceback each
+    time (channels_redis's receive task, retrying Redis): the first such report as one line, then
+    one line a minute with how many were left out. Records of other exceptions pass as they are."""
+
+    EVERY = 60.0
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__(name)
+        self._reported: dict[str, tuple[float, int]] = {}  # logger -> (when, left out since)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not is_connection_failure(exc):
+            return True
+        now = time.monotonic()
+        last, left_out = self._reported.get(record.name, (None, 0))
+        if last is not None and now - last < self.EVERY:
+            self._reported[record.name] = (last, left_out + 1)
+            return False
+        self._reported[record.name] = (now, 0)
+        more = f" ({left_out} more like it since the last report)" if left_out else ""
+        record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}{more}"
+        record.args = ()
+        record.exc_info = None
+        record.exc_text = None
         return True
 
 

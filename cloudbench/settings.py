@@ -485,7 +485,10 @@ RETENTION_DAYS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "cloudbench.logs.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "cloudbench.logs.RequestIdFilter"},
+        "outage": {"()": "cloudbench.logs.OutageFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
         "json": {"()": "cloudbench.logs.JsonFormatter"},
@@ -502,6 +505,8 @@ LOGGING = {
         "django.channels.server": {"level": "WARNING"},
         "aioice": {"level": "WARNING"},
         "aiortc": {"level": "WARNING"},
+        # retries Redis once a second while it is down, each time with a traceback
+        "channels_redis.pubsub": {"filters": ["outage"]},
         # One line per task at INFO is useful from a worker, noise from inline (eager) tasks.
         "celery.app.trace": {"level": "WARNING" if CELERY_TASK_ALWAYS_EAGER else "INFO"},
     },
