@@ -269,6 +269,9 @@ async def section_drain(cluster: Cluster, args: argparse.Namespace) -> None:
     finally:
         await close_members(rooms)
         cluster.stop_all()
+    if not moving:
+        print(f"=> drain: none of the {len(rooms)} rooms was on d0, so none moved")
+        return
     print(
         f"=> drain of {len(moving)} rooms in {ended - began:.1f} s: longest gap per room "
         f"p50 {pct(gaps, 50):.2f} s, max {max(gaps):.2f} s (target < 1 s)"
@@ -316,6 +319,7 @@ def main() -> None:
     from django.test.utils import setup_test_environment
 
     from tests.e2e.conftest import _database_url
+    from tests.template_db import end_other_connections
 
     if not settings.REDIS_URL:
         raise SystemExit("bench/cluster.py needs REDIS_URL (the pool lives in Redis)")
@@ -330,6 +334,7 @@ def main() -> None:
             async_to_sync(SECTIONS[name])(cluster, args)
     finally:
         cluster.stop_all()
+        end_other_connections(connection)  # those of the threads that ran the sections' queries
         connection.close()
         connection.creation.destroy_test_db(old_name, verbosity=0)
 

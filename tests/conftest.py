@@ -107,17 +107,10 @@ def django_db_setup(django_db_setup, django_db_blocker):
     post_migrate.disconnect(dispatch_uid="tests.after_flush_or_migrate")
     post_migrate.connect(create_contenttypes)
     post_migrate.connect(create_permissions, dispatch_uid=auth_uid)
-    # Database work that ran in threads of an ASGI loop, request or Celery worker that has ended
-    # left those threads' connections open (one per thread, reused as in a server): they would
-    # keep the test database from being dropped. End them before it is.
     from django.db import connection
 
-    if connection.vendor == "postgresql":
-        with django_db_blocker.unblock(), connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
+    with django_db_blocker.unblock():
+        template_db.end_other_connections(connection)
 
 
 @pytest.fixture(autouse=True)

@@ -81,3 +81,15 @@ def create_test_db(self, verbosity=1, autoclobber=False, serialize=True, keepdb=
 
 def install() -> None:
     DatabaseCreation.create_test_db = create_test_db
+
+
+def end_other_connections(connection) -> None:
+    """Database work that ran in threads of an ASGI loop, a request or a Celery worker that has
+    ended left those threads' connections open (one per thread, reused as in a server): they keep
+    a test database from being dropped. End them before it is."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
