@@ -20,7 +20,7 @@ def pubsub_log(monkeypatch):
     """What channels_redis's pub/sub logger lets through, on a clock the test moves."""
     logger = logging.getLogger("channels_redis.pubsub")
     # settings.LOGGING puts it there; dictConfig adds filters without removing any, so a process
-    # that configured logging again (a test of the log format does) has more than one
+    # that configured logging again (a Celery worker started in it calls django.setup()) has more
     outages = [f for f in logger.filters if isinstance(f, OutageFilter)]
     assert outages
     for outage in outages:

@@ -33,11 +33,10 @@ from streaming.models import Evidence, Recording
 from tests.asgi_http import http_scope
 from tests.factories import UserFactory, advance, make_case, make_expert
 
-from .conftest import new_master_key
+from .conftest import MARKER, new_master_key
+from .conftest import pdf_with_marker as _pdf
 
 pytestmark = pytest.mark.django_db
-
-MARKER = b"MARKER-7f3a9c-unpaid-wages-12000"
 
 
 def _plain(size: int) -> bytes:
@@ -193,11 +192,6 @@ def room(media):
     case = make_case(applicant=applicant, respondent=respondent)
     hearing = advance(case, "scheduled", expert=expert)
     return {"hearing": hearing, "applicant": applicant, "expert": expert}
-
-
-def _pdf(size: int) -> bytes:
-    body = b"%PDF-1.4\n" + MARKER + b"\n"
-    return body + secrets.token_bytes(size - len(body))
 
 
 def test_uploaded_evidence_is_sealed_on_disk_and_served_byte_for_byte(client, room, settings):
@@ -356,7 +350,7 @@ def test_seal_files_migrates_files_kept_in_clear(room, settings):
         assert handle.read() == upload
 
 
-def test_the_in_memory_evidence_upload_still_checks_the_csrf_token(room):
+def test_the_sealing_evidence_upload_still_checks_the_csrf_token(room):
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(room["applicant"])
     response = strict.post(

@@ -5,7 +5,6 @@ nothing is left behind by an upload that is refused or cut off."""
 import hashlib
 import io
 import os
-import secrets
 import time
 
 import pytest
@@ -26,23 +25,15 @@ from privacy.uploads import (
 from streaming.models import Evidence
 from tests.factories import UserFactory, advance, make_case, make_expert
 
+from .conftest import MARKER
+from .conftest import pdf_with_marker as _pdf
+
 pytestmark = pytest.mark.django_db
 
-MARKER = b"MARKER-51c0de-family-matter-0427"
 
-
-def _pdf(size: int) -> bytes:
-    body = b"%PDF-1.4\n" + secrets.token_bytes(size // 2) + MARKER
-    return body + secrets.token_bytes(size - len(body))
-
-
-def _parse(body: bytes, *, content_length: int | None = None):
-    meta = {
-        "CONTENT_TYPE": MULTIPART_CONTENT,
-        "CONTENT_LENGTH": str(len(body) if content_length is None else content_length),
-    }
-    handler = SealingUploadHandler()
-    return MultiPartParser(meta, io.BytesIO(body), [handler]).parse()
+def _parse(body: bytes):
+    meta = {"CONTENT_TYPE": MULTIPART_CONTENT, "CONTENT_LENGTH": str(len(body))}
+    return MultiPartParser(meta, io.BytesIO(body), [SealingUploadHandler()]).parse()
 
 
 def _incoming() -> list[str]:
