@@ -4,13 +4,13 @@ consent takes it away (page and files)."""
 from __future__ import annotations
 
 import shutil
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from mediation_room import services as case_services
 from mediation_room.models import CaseEvent
-from streaming.broadcast.selectors import replay_for
+from streaming.broadcast.selectors import REPLAY_PLAYLIST, playlist_facts, replay_for
 from streaming.node.replay_sample import sample_replay_write
 from tests.factories import UserFactory, advance, make_case
 from voting.models import Comment, PanelEvaluation, Poll, PollOption, PollVote
@@ -25,6 +25,34 @@ def sample(tmp_path_factory):
     directory = tmp_path_factory.mktemp("sample") / "replay"
     started = sample_replay_write(directory, seconds=4)
     return directory, started
+
+
+def test_the_sample_replay_holds_its_seconds_of_picture_and_sound_dated_one_after_another(sample):
+    """Written faster than real time, it still reads as filmed: 4 s of frames and tone, and each
+    segment dated where the one before it ended."""
+    import av
+
+    directory, started = sample
+    text = (directory / REPLAY_PLAYLIST).read_text()
+    assert playlist_facts(text) == (started, pytest.approx(4.0), True)
+    lines = text.splitlines()
+    dates = [
+        datetime.fromisoformat(x.split(":", 1)[1])
+        for x in lines
+        if x.startswith("#EXT-X-PROGRAM-DATE-TIME:")
+    ]
+    lengths = [float(x[8:].split(",")[0]) for x in lines if x.startswith("#EXTINF:")]
+    for before, after, length in zip(dates, dates[1:], lengths, strict=False):
+        assert (after - before).total_seconds() == pytest.approx(length, abs=0.002)
+    counts = {"video": 0, "audio": 0}
+    last = {"video": 0.0, "audio": 0.0}
+    with av.open(str(directory / REPLAY_PLAYLIST)) as container:
+        for packet in container.demux():
+            if packet.pts is not None:
+                counts[packet.stream.type] += 1
+                last[packet.stream.type] = float(packet.pts * packet.time_base)
+    assert counts["video"] == 4 * 15
+    assert last["audio"] == pytest.approx(last["video"], abs=0.1)
 
 
 @pytest.fixture

@@ -121,18 +121,26 @@ def closest_colour(frame: VideoFrame) -> str:
 
 
 class SyntheticVideoTrack(MediaStreamTrack):
-    """A paced video source: a colour with a frame counter, ``fps`` frames per second."""
+    """A paced video source: a colour with a frame counter, ``fps`` frames per second of media
+    time, delivered at ``speed`` times real time (above 1 for a recording made ahead of time)."""
 
     kind = "video"
 
     def __init__(
-        self, colour: str = "red", *, width: int = 320, height: int = 180, fps: float = 15
+        self,
+        colour: str = "red",
+        *,
+        width: int = 320,
+        height: int = 180,
+        fps: float = 15,
+        speed: float = 1.0,
     ) -> None:
         super().__init__()
         self.colour = colour
         self.width = width
         self.height = height
         self.fps = fps
+        self.speed = speed
         self.sent = 0
         self._base = colour_frame_planes(width, height, PALETTE[colour])
         self._start: float | None = None
@@ -143,7 +151,7 @@ class SyntheticVideoTrack(MediaStreamTrack):
         if self._start is None:
             self._start = time.monotonic()
         else:
-            wait = self._start + self.sent / self.fps - time.monotonic()
+            wait = self._start + self.sent / (self.fps * self.speed) - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
         y, u, v = (plane.copy() for plane in self._base)
@@ -156,14 +164,18 @@ class SyntheticVideoTrack(MediaStreamTrack):
 
 
 class ToneAudioTrack(MediaStreamTrack):
-    """A paced 48 kHz mono sine tone in 20 ms frames; ``frequency`` 0 gives silence."""
+    """A paced 48 kHz mono sine tone in 20 ms frames; ``frequency`` 0 gives silence. Delivered
+    at ``speed`` times real time, as ``SyntheticVideoTrack``."""
 
     kind = "audio"
 
-    def __init__(self, frequency: float = 440.0, *, amplitude: float = 0.3) -> None:
+    def __init__(
+        self, frequency: float = 440.0, *, amplitude: float = 0.3, speed: float = 1.0
+    ) -> None:
         super().__init__()
         self.frequency = frequency
         self.amplitude = amplitude
+        self.speed = speed
         self.sent = 0
         self._start: float | None = None
 
@@ -174,7 +186,7 @@ class ToneAudioTrack(MediaStreamTrack):
         if self._start is None:
             self._start = time.monotonic()
         else:
-            wait = self._start + self.sent * AUDIO_PTIME - time.monotonic()
+            wait = self._start + self.sent * AUDIO_PTIME / self.speed - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
         t = (np.arange(samples) + self.sent * samples) / AUDIO_SAMPLE_RATE
