@@ -14,7 +14,6 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 from django.db import transaction
-from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from privacy.models import ErasureRequest
@@ -355,10 +354,8 @@ def observe(w: World, name: str, variant: str, method: str) -> dict[str, str]:
     cells = {}
     for role in ROLES:
         cache.clear()
-        client = Client(raise_request_exception=True)
+        client = w.client(role, raise_request_exception=True)
         with transaction.atomic():
-            if role != "anon":
-                client.force_login(w.users[role])
             response = client.generic(method, url)
             cells[role] = classify(response)
             if getattr(response, "streaming", False):
@@ -482,8 +479,7 @@ REFUSED_REDIRECTS = [
 def test_refused_actions_change_nothing(world, world_settings, route_key, role, data, holds):
     name, variant = _split(route_key)
     url = reverse(name, kwargs=route_kwargs(world, name, variant) or None)
-    client = Client()
-    client.force_login(world.users[role])
+    client = world.client(role)
     with transaction.atomic():
         client.post(url, data)
         assert holds(world), f"{role} changed something through {route_key}"

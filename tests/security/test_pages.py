@@ -52,9 +52,7 @@ def test_every_post_route_refuses_a_request_without_the_csrf_token(world, world_
         url = reverse(name, kwargs=route_kwargs(world, name, variant) or None)
         cache.clear()
         with transaction.atomic():
-            client = Client(enforce_csrf_checks=True)
-            if role != "anon":
-                client.force_login(world.users[role])
+            client = world.client(role, enforce_csrf_checks=True)
             response = _request(client, "POST", url)
             transaction.set_rollback(True)
         assert response.status_code == 403, (route_key, role, response.status_code)
@@ -72,9 +70,7 @@ def test_every_form_on_every_page_carries_the_csrf_token(world, world_settings):
         for role in {allowed_role(cells), "admin", "party", "coord"} - {None}:
             cache.clear()
             with transaction.atomic():
-                client = Client()
-                if role != "anon":
-                    client.force_login(world.users[role])
+                client = world.client(role)
                 response = _request(client, "GET", url)
                 transaction.set_rollback(True)
             if "text/html" not in response.get("Content-Type", "") or response.streaming:
@@ -104,9 +100,7 @@ def test_every_html_page_has_the_strict_content_security_policy(world, world_set
         for role in ROLES:
             cache.clear()
             with transaction.atomic():
-                client = Client()
-                if role != "anon":
-                    client.force_login(world.users[role])
+                client = world.client(role)
                 response = _request(client, method, url)
                 transaction.set_rollback(True)
             if "text/html" in response.get("Content-Type", ""):

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.files.base import ContentFile
-from django.test import TestCase
+from django.test import Client, TestCase
 from django.utils import timezone
 
 from accounts.models import Notification, Role, User
@@ -64,6 +65,16 @@ PNG = (
 class World:
     users: dict[str, User | AnonymousUser] = field(default_factory=dict)
     objects: dict[str, object] = field(default_factory=dict)
+    # each signed-in role's session key, made once with the world (a cell rolls back whatever a
+    # request did to it, so the next cell finds it as it was)
+    sessions: dict[str, str] = field(default_factory=dict)
+
+    def client(self, role: str, **options) -> Client:
+        """A test client signed in as ``role`` ("anon": not signed in)."""
+        client = Client(**options)
+        if role != "anon":
+            client.cookies[settings.SESSION_COOKIE_NAME] = self.sessions[role]
+        return client
 
     def __getattr__(self, name: str):
         try:
@@ -256,4 +267,9 @@ def build_world(media_root: Path, *, agreed: bool = True) -> World:
         "expert_profile": expert.expert_profile,
     }
     assert isinstance(invitation, Invitation)
+    for role, user in w.users.items():
+        if user.is_authenticated:
+            login = Client()
+            login.force_login(user)
+            w.sessions[role] = login.cookies[settings.SESSION_COOKIE_NAME].value
     return w
