@@ -4,11 +4,18 @@ Thin: authenticates and checks the member's place in the case, validates frames 
 ``protocol``, records the room's CaseEvents through services, and forwards everything about media
 to the media node over the channel layer (``streaming.node``). The node answers on this socket's
 channel or the room's group with ready-made frames.
+
+``/ws/room/<id>/?probe=1`` is the check page's connection test: the same socket, route and
+checks, but it only answers pings. It never enters the room, so a resident testing their
+connection is not in the mediator's lobby, and a test socket still opening when the resident
+moves on to the room cannot take the room page's place (the node lets the newest entry of a
+member win).
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -40,6 +47,8 @@ class RoomConsumer(ProtocolConsumer):
         self.user = self.scope.get("user")
         self.in_media = False
         self.moved_from = ""
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        self.probe = query.get("probe") == ["1"]
         # accept first, so that a refusal can say why before the socket closes
         await self.accept()
         try:
@@ -49,6 +58,8 @@ class RoomConsumer(ProtocolConsumer):
         except RoomRefused as exc:
             await self.send_frame(protocol.refused_frame(exc.code, exc.message))
             await self.close(code=CLOSE_REFUSED)
+            return
+        if self.probe:
             return
         if settings.MEDIA_NODE_INPROCESS:
             await ensure_inprocess_worker()
@@ -64,7 +75,7 @@ class RoomConsumer(ProtocolConsumer):
         )
 
     async def disconnect(self, code: int) -> None:
-        if self.access is None:
+        if self.access is None or self.probe:
             return
         await self.channel_layer.group_discard(media_room_group(self.public_id), self.channel_name)
         await self.channel_layer.group_discard(case_group(self.access.case_id), self.channel_name)
@@ -78,6 +89,10 @@ class RoomConsumer(ProtocolConsumer):
 
     async def receive_frame(self, frame: dict[str, Any]) -> None:
         message = protocol.read_message(frame)
+        if self.probe and message.type != "ping":
+            raise ProtocolError(
+                "probe", "This connection test only answers pings.", ref=message.ref or message.type
+            )
         if message.type in protocol.EXPERT_ACTIONS and self.access.role != "expert":
             raise ProtocolError(
                 "forbidden", "Only the mediator can do this.", ref=message.ref or message.type

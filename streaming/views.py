@@ -45,7 +45,8 @@ def room_check(request: HttpRequest, public_id: str) -> HttpResponse:
         "hearing": hearing,
         "access": access,
         "check_config": {
-            "ws": f"/ws/room/{public_id}/",
+            # the room's socket as a connection test: pings only, never a member of the room
+            "ws": f"/ws/room/{public_id}/?probe=1",
             "protocol": VERSION,
             "room": f"/room/{public_id}/",
             "hearing": public_id,

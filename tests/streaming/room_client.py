@@ -13,7 +13,9 @@ from tests.streaming.probe import ProbePeer, wait_until
 
 
 class RoomClient:
-    def __init__(self, user, public_id: str, *, colour: str = "red", tone: float = 440.0) -> None:
+    def __init__(
+        self, user, public_id: str, *, colour: str = "red", tone: float = 440.0, query: str = ""
+    ) -> None:
         self.user = user
         self.public_id = public_id
         self.colour = colour
@@ -24,7 +26,8 @@ class RoomClient:
         self.closed: int | None = None
         self._reader: asyncio.Task | None = None
         self.communicator = WebsocketCommunicator(
-            URLRouter(websocket_urlpatterns), f"/ws/room/{public_id}/"
+            URLRouter(websocket_urlpatterns),
+            f"/ws/room/{public_id}/" + (f"?{query}" if query else ""),
         )
         self.communicator.scope["user"] = user
 

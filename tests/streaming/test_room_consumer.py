@@ -397,3 +397,43 @@ def test_the_cases_coordinator_enters_without_waiting_but_has_no_mediator_contro
     assert hello["admitted"] is True
     assert hello["me"]["role"] == "coordinator" and hello["me"]["label"] == "协调员"
     assert refused["ref"] == "caucus"
+
+
+@pytest.mark.signalling
+def test_the_check_pages_connection_test_only_pings_and_never_takes_a_members_place(hearing_room):
+    """The check page's socket (?probe=1) answers pings and refuses anything else; it is not in the
+    mediator's lobby, and one that opens after the member's room page does not supersede it."""
+    public_id = hearing_room["hearing"].public_id
+
+    async def probe():
+        client = RoomClient(hearing_room["applicant"], public_id, query="probe=1")
+        await client.connect()
+        await client.send({"type": "ping", "ref": "p1"})
+        await client.expect("pong", ref="p1")
+        return client
+
+    async def scenario():
+        expert = await enter(hearing_room, "expert", "red", 440.0)
+        testing = await probe()
+        await testing.send({"type": "leave", "ref": "l1"})
+        refused = await testing.expect("error", code="probe")
+        probe_frames = [f["type"] for f in testing.frames]
+        lobby_while_testing = [f["waiting"] for f in expert.frames if f["type"] == "lobby"]
+
+        applicant = await enter(hearing_room, "applicant", "green", 660.0)
+        await applicant.expect("waiting")
+        late = await probe()  # a test socket that opened late, as under load
+        await testing.close()
+        await late.close()
+        await expert.send({"type": "admit", "member": applicant.member_id})
+        await applicant.expect("admitted")
+        await applicant.close()
+        await expert.close()
+        return refused, probe_frames, lobby_while_testing, applicant
+
+    refused, probe_frames, lobby_while_testing, applicant = run(scenario)
+    assert refused["ref"] == "l1"
+    assert "hello" not in probe_frames and "waiting" not in probe_frames
+    assert all(not waiting for waiting in lobby_while_testing)
+    assert not [f for f in applicant.frames if f["type"] == "error"]
+    assert applicant.closed in (None, 1000)

@@ -120,8 +120,10 @@ def test_check_page_before_the_room(client, room):
     page = client.get(f"/room/{public_id}/check/")
     assert page.status_code == 200
     body = page.content.decode()
-    # the pings of the connection test go over the room's socket; joining leads to the room
-    assert f'"ws": "/ws/room/{public_id}/"' in body and f'"room": "/room/{public_id}/"' in body
+    # the pings of the connection test go over the room's socket, as a probe that does not enter
+    # the room; joining leads to the room
+    assert f'"ws": "/ws/room/{public_id}/?probe=1"' in body
+    assert f'"room": "/room/{public_id}/"' in body
     assert "只用声音进入" in body and "微信" in body and "安卓" in body
 
 

@@ -193,7 +193,7 @@
     setTimeout(() => { player.srcObject = null; }, 1200);
   });
 
-  // -- connection test: pings over the room socket ----------------------------------------------
+  // -- connection test: pings over the room socket (as a probe: it does not enter the room) -----
   function rate(rtt, loss) {
     if (loss >= 0.1 || rtt >= 400) return "poor";
     if (loss >= 0.02 || rtt >= 150) return "fair";
