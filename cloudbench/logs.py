@@ -10,9 +10,11 @@ task runs.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import re
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -30,6 +32,18 @@ TASK_HEADER = "request_id"
 _VALID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+# `kill -USR2 <pid>` of a web process or a media node: every thread's stack, into its log
+STACKS_SIGNAL = signal.SIGUSR2
+
+
+def dump_stacks_on_signal() -> None:
+    """On STACKS_SIGNAL, write the stack of every thread of this process to its standard error (its
+    log), and go on: what a process that stopped answering is doing. faulthandler writes from the
+    signal handler itself, in C, so this works even while the main thread is stuck inside a C
+    call, where a Python signal handler would never run."""
+    faulthandler.register(STACKS_SIGNAL, all_threads=True)
 
 
 def new_request_id() -> str:

@@ -55,6 +55,7 @@ from twisted.internet.endpoints import serverFromString
 
 from cloudbench.internals.autobahn_private import compresses
 from cloudbench.internals.twisted_private import write_buffer_empty
+from cloudbench.logs import dump_stacks_on_signal
 from cloudbench.serve import CLOSE_RESTART, CONTROL_ENV, STANDBY_ENV
 
 logger = logging.getLogger(__name__)
@@ -441,6 +442,7 @@ class WebServerCommand(CommandLineInterface):
 
 
 def main(argv: list[str]) -> None:
+    dump_stacks_on_signal()
     command = WebServerCommand()
     command.run(argv)
     if getattr(command.server, "draining_since", None) is not None:

@@ -17,6 +17,8 @@ import pytest
 from django.conf import settings
 from django.db import connection, connections
 
+from cloudbench.logs import STACKS_SIGNAL
+
 # Playwright's sync API keeps an event loop running in this thread; the test's own ORM calls are
 # still plain synchronous code, so Django's async-safety guard must not refuse them.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -155,8 +157,14 @@ class LiveServer:
         try:
             self.process.wait(timeout=3)
         except subprocess.TimeoutExpired:
+            # It did not stop: its log ends with what each of its threads was doing
+            # (cloudbench.logs.dump_stacks_on_signal), for the test that saw it hang.
+            self.process.send_signal(STACKS_SIGNAL)
+            time.sleep(1)
             self.process.kill()
             self.process.wait()
+            self.log.write("\n(did not stop within 3 s of SIGTERM: stacks above, then SIGKILL)\n")
+            self.log.flush()
 
     def restart(self, *, kill: bool = False, down_for: float = 0.0) -> None:
         self.halt(kill=kill)

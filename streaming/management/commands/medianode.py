@@ -74,8 +74,10 @@ class Command(BaseCommand):
             settings.MEDIA_NODE_UDP_PORTS = options["udp_ports"]
         node_id = options["node_id"] or pool.local_node_id()
         pool.set_local_node_id(node_id)
+        from cloudbench.logs import dump_stacks_on_signal
         from streaming.node.worker import node_worker
 
+        dump_stacks_on_signal()
         worker = node_worker(node_id)
         self.stdout.write(f"media node {node_id}: consuming {worker.channels[0]}")
         self.stdout.flush()
