@@ -445,12 +445,16 @@ def main(argv: list[str]) -> None:
     dump_stacks_on_signal()
     command = WebServerCommand()
     command.run(argv)
-    if getattr(command.server, "draining_since", None) is not None:
-        # Drained: every connection closed and every application finished. Threads of the
-        # executors may still hold a query for a connection that is gone; nothing is left to
-        # wait for, and the launcher is waiting for this process to go.
-        logging.shutdown()
-        os._exit(0)
+    # The reactor has stopped: drained (every connection closed and every application finished)
+    # or told to stop (SIGTERM, SIGINT: daphne has cancelled the applications still running).
+    # What threads are left can never finish: an executor thread whose commit hook waits for the
+    # event loop that stopped (async_to_sync), the in-process media node's decoder threads
+    # waiting for packets. The interpreter's exit would wait for them for ever (their stacks,
+    # written by `kill -USR2`, showed it), so the process goes now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(0)
 
 
 if __name__ == "__main__":

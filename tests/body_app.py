@@ -3,11 +3,14 @@ with request and response bodies, without Django in the way.
 
     GET /stream/<n>   n MiB, sent a fresh MiB at a time (each send has more to follow)
     POST /upload      answers the body's length and SHA-256 once it has all of it
+    GET /stuck        leaves a thread behind that never ends, as a commit hook's thread waiting
+                      for an event loop that has stopped
 """
 
 import hashlib
 import json
 import os
+import threading
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cloudbench.settings")
 
@@ -16,6 +19,11 @@ MIB = 1024 * 1024
 
 async def application(scope, receive, send):
     if scope["type"] != "http":
+        return
+    if scope["path"] == "/stuck":
+        threading.Thread(target=threading.Event().wait, name="stuck").start()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
         return
     if scope["path"].startswith("/stream/"):
         count = int(scope["path"].rsplit("/", 1)[1])

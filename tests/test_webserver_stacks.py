@@ -1,9 +1,12 @@
 """A web process that stops answering can be asked what it is doing: `kill -USR2 <pid>` writes
-every thread's stack into its log, and it goes on serving (cloudbench.logs.dump_stacks_on_signal)."""
+every thread's stack into its log, and it goes on serving (cloudbench.logs.dump_stacks_on_signal).
+The stacks of web processes that would not stop showed threads that could never end; a stopped
+web process now goes without waiting for them."""
 
 import http.client
 import json
 import os
+import subprocess
 import time
 
 from cloudbench.logs import STACKS_SIGNAL
@@ -28,3 +31,21 @@ def test_the_stacks_signal_writes_every_threads_stack_to_the_log_and_serving_goe
         assert response.status == 200
         assert json.loads(response.read())["length"] == len(b"still here")
         assert process.poll() is None
+
+
+def test_sigterm_stops_the_process_even_with_a_thread_that_never_ends(tmp_path):
+    with _web_server(tmp_path, "tests.body_app:application", {**os.environ}) as (process, port):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/stuck")
+        assert connection.getresponse().status == 204
+        connection.close()
+        process.terminate()
+        try:
+            code = process.wait(timeout=20)  # a hang, not a slow exit, is what fails here
+        except subprocess.TimeoutExpired:
+            process.send_signal(STACKS_SIGNAL)
+            time.sleep(1)
+            process.kill()
+            process.wait()
+            raise AssertionError((tmp_path / "server.log").read_text(errors="replace")) from None
+        assert code == 0
