@@ -38,12 +38,12 @@ Server -> client
     pong        {}
     error       {code, message, ref}      ref: the frame's ref, or else its type
     refused     {code, message}         you may not enter this room; the socket closes
+    moved       {reason}                the room moved to another media node (failover, drain):
+                                        a hello from the new node follows; offer again then
 
 With ``?probe=1`` (the check page's connection test) the socket is checked the same way but never
 enters the room: it answers ``ping`` with ``pong`` and any other frame with an ``error`` of code
 ``probe``.
-    moved       {reason}                the room moved to another media node (failover, drain):
-                                        a hello from the new node follows; offer again then
 """
 
 from __future__ import annotations
