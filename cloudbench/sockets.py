@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils.translation import gettext as _
@@ -125,6 +126,11 @@ class ProtocolConsumer(AsyncWebsocketConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.budget = MessageBudget(per_second=self.limits.per_second, burst=self.limits.burst)
+
+    def query_param(self, name: str, default: str = "") -> str:
+        """The first ``name=`` value of the socket's query string (``default`` without one)."""
+        values = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get(name)
+        return values[0] if values else default
 
     def serving(self) -> bool:
         return True

@@ -15,7 +15,6 @@ member win).
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -47,8 +46,7 @@ class RoomConsumer(ProtocolConsumer):
         self.user = self.scope.get("user")
         self.in_media = False
         self.moved_from = ""
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        self.probe = query.get("probe") == ["1"]
+        self.probe = self.query_param("probe") == "1"
         # accept first, so that a refusal can say why before the socket closes
         await self.accept()
         try:

@@ -9,7 +9,6 @@ import asyncio
 import json
 import time
 from typing import Any
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.core.exceptions import PermissionDenied
@@ -171,9 +170,8 @@ class LiveRoomConsumer(ProtocolConsumer):
         self.live = True
 
     def _after_param(self) -> int:
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         try:
-            return max(-1, int(query.get("after", ["-1"])[0]))
+            return max(-1, int(self.query_param("after", "-1")))
         except ValueError:
             return -1
 
