@@ -291,6 +291,9 @@
       pc.close();
     }
     pc = null;
+    // an answer still on its way is for the connection just closed: the next one's offer gets a
+    // ref of its own once gathered, and until then no answer fits it
+    offerRef = null;
     for (const mid of Object.keys(tracks)) delete tracks[mid];
   }
 
