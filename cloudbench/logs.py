@@ -42,8 +42,13 @@ def dump_stacks_on_signal() -> None:
     """On STACKS_SIGNAL, write the stack of every thread of this process to its standard error (its
     log), and go on: what a process that stopped answering is doing. faulthandler writes from the
     signal handler itself, in C, so this works even while the main thread is stuck inside a C
-    call, where a Python signal handler would never run."""
+    call, where a Python signal handler would never run.
+
+    On a fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT: a crash in native code, such as
+    a codec's) the stacks are written too, before the process dies; without them such a process
+    just stops, with nothing in its log."""
     faulthandler.register(STACKS_SIGNAL, all_threads=True)
+    faulthandler.enable(all_threads=True)
 
 
 def new_request_id() -> str:

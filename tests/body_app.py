@@ -5,8 +5,10 @@ with request and response bodies, without Django in the way.
     POST /upload      answers the body's length and SHA-256 once it has all of it
     GET /stuck        leaves a thread behind that never ends, as a commit hook's thread waiting
                       for an event loop that has stopped
+    GET /crash        dies of a segmentation fault in native code, as a codec's bug would
 """
 
+import ctypes
 import hashlib
 import json
 import os
@@ -25,6 +27,8 @@ async def application(scope, receive, send):
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
         return
+    if scope["path"] == "/crash":
+        ctypes.string_at(0)  # reads address 0: SIGSEGV
     if scope["path"].startswith("/stream/"):
         count = int(scope["path"].rsplit("/", 1)[1])
         await send({"type": "http.response.start", "status": 200, "headers": []})

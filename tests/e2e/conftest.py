@@ -117,6 +117,7 @@ class LiveServer:
         self.start()
 
     def start(self) -> None:
+        self.halted = False
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -150,6 +151,20 @@ class LiveServer:
 
     def halt(self, *, kill: bool = False) -> None:
         """Stop the process (SIGKILL with `kill`, as in a crash) and wait for it to go."""
+        if self.halted:
+            return
+        self.halted = True
+        code = self.process.poll()
+        if code is not None:
+            # it went by itself (a crash's stacks are above, cloudbench.logs.dump_stacks_on_signal):
+            # said at the end of its log and in the test's output
+            note = (
+                f"daphne on port {self.port} exited by itself with code {code}: see {self.log.name}"
+            )
+            self.log.write(f"\n({note})\n")
+            self.log.flush()
+            print(note, file=sys.stderr)
+            return
         if kill:
             self.process.kill()
         else:
