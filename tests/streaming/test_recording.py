@@ -101,6 +101,27 @@ def test_two_compositors_scale_one_shared_frame_from_two_threads_at_once():
 
 
 @pytest.mark.media
+def test_a_recording_opens_its_encoders_before_its_loops_encode_on_two_threads(tmp_path):
+    """The video loop encodes on a worker thread while the audio loop muxes on the event loop,
+    and PyAV's first mux opens every encoder not yet open: left to the loops, the video encoder
+    could be opened on two threads at once (a crash). start() opens both and writes the header
+    before either loop runs."""
+    from streaming.node.media.recorder import RoomRecorder
+
+    async def scenario():
+        recorder = RoomRecorder(lambda: [], tmp_path / "early.mp4")
+        await recorder.start()
+        # nothing has run on the loops yet: start() did not yield to them after making them
+        opened = (recorder._video.codec_context.is_open, recorder._audio.codec_context.is_open)
+        written = recorder._sink.size
+        await recorder.stop()
+        return opened, written
+
+    opened, written = asyncio.run(scenario())
+    assert opened == (True, True)
+    assert written > 0  # the header (empty moov) is on its way to the disk
+
+
 def test_recording_writes_a_playable_composite_mp4_with_its_sha256(tmp_path):
     path = tmp_path / "hearing.mp4"
 

@@ -75,8 +75,13 @@ class RoomRecorder:
         audio = container.add_stream("aac", rate=48_000)
         audio.layout = "mono"
         self._container, self._video, self._audio = container, video, audio
-        self._started_at = time.monotonic()
         loop = asyncio.get_running_loop()
+        # Both encoders are opened and the header written before the loops start. Otherwise the
+        # first mux (on this thread) opens every encoder not yet open while the video loop's
+        # first encode opens the same one on a worker thread: two avcodec_open2 on one context,
+        # which crashed the process (SIGSEGV) as a recording started.
+        await loop.run_in_executor(None, container.start_encoding)
+        self._started_at = time.monotonic()
         self._tasks = [
             loop.create_task(self._video_loop(), name=f"record-video-{self.path.name}"),
             loop.create_task(self._audio_loop(), name=f"record-audio-{self.path.name}"),
