@@ -100,7 +100,6 @@ def test_two_compositors_scale_one_shared_frame_from_two_threads_at_once():
     assert int(result.stdout.split()[1]) > 0
 
 
-@pytest.mark.media
 def test_a_recording_opens_its_encoders_before_its_loops_encode_on_two_threads(tmp_path):
     """The video loop encodes on a worker thread while the audio loop muxes on the event loop,
     and PyAV's first mux opens every encoder not yet open: left to the loops, the video encoder
@@ -122,6 +121,7 @@ def test_a_recording_opens_its_encoders_before_its_loops_encode_on_two_threads(t
     assert written > 0  # the header (empty moov) is on its way to the disk
 
 
+@pytest.mark.media
 def test_recording_writes_a_playable_composite_mp4_with_its_sha256(tmp_path):
     path = tmp_path / "hearing.mp4"
 
